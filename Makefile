@@ -1,0 +1,44 @@
+# Two entry points do all set-up on a fresh machine: `make bench` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PROFILE := --workflow-profile workflow/profiles/default
+FMNIST_FILE := train-images-idx3-ubyte.gz
+CONFIG ?= config/config.yaml
+
+.PHONY: setup dataset bench test smoke dry-run-full clean
+
+setup: $(STAMP) dataset
+
+# torch/torchvision first, pinned, so pip takes the local CPU-capable build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Fashion-MNIST from Debian when we can install it; otherwise the data stage falls back
+# to $$SIBLINGS_DATA and torchvision's downloader.
+dataset:
+	@if [ -f /usr/share/datasets/fashion-mnist/$(FMNIST_FILE) ] || \
+	    [ -f "$${SIBLINGS_DATA:-data}/fashion-mnist/$(FMNIST_FILE)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian package dataset-fashion-mnist"; \
+	    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "fashion-mnist not installed locally: the data stage will try torchvision's downloader"; fi
+
+bench: setup
+	$(VENV)/bin/snakemake $(PROFILE) --configfile $(CONFIG)
+
+test: setup
+	$(PY) -m pytest -q
+
+smoke: setup
+	$(VENV)/bin/snakemake $(PROFILE) --configfile config/smoke.yaml
+
+dry-run-full: setup
+	$(VENV)/bin/snakemake -n --configfile config/full.yaml
+
+clean:
+	rm -rf results reports/*/ .snakemake

@@ -1,0 +1,98 @@
+"""The ``aggregate`` stage: every per-job table into one typed, provenance-stamped Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from siblings.artifacts import atomic_path, read_json
+from siblings.logs import log, log_to
+from siblings.provenance import git_commit, package_versions
+
+BENCHMARK_SCHEMA = pa.schema([
+    ("dataset", pa.string()), ("arch", pa.string()), ("compression", pa.string()),
+    ("compression_family", pa.string()), ("defense", pa.string()), ("attack", pa.string()),
+    ("attack_method", pa.string()), ("source_role", pa.string()), ("source_id", pa.string()),
+    ("source_arch", pa.string()), ("eps", pa.float64()), ("steps", pa.int64()),
+    ("n_examples", pa.int64()), ("n_success", pa.int64()), ("success_rate", pa.float64()),
+    ("source_success_rate", pa.float64()), ("amplification", pa.float64()),
+    ("target_clean_acc", pa.float64()), ("source_clean_acc", pa.float64()),
+    ("seed", pa.int64()), ("job_config_hash", pa.string()), ("code_version", pa.string()),
+    ("config_hash", pa.string()), ("run_name", pa.string()), ("git_commit", pa.string()),
+    ("package_versions", pa.string()),
+])
+
+MODELS_SCHEMA = pa.schema([
+    ("dataset", pa.string()), ("arch", pa.string()), ("role", pa.string()),
+    ("compression", pa.string()), ("compression_family", pa.string()), ("width", pa.float64()),
+    ("seed", pa.int64()), ("parameters", pa.int64()), ("test_accuracy", pa.float64()),
+    ("agreement_with_full", pa.float64()), ("n_test", pa.int64()), ("code_version", pa.string()),
+    ("config_hash", pa.string()), ("run_name", pa.string()),
+])
+
+
+def amplification(df: pd.DataFrame) -> pd.Series:
+    """Sibling-source success / independent-source success at the same arch, attack and eps.
+
+    NaN for rows that are not sibling rows or have no independent counterpart; +inf when
+    the independent model never succeeded but the sibling did.
+    """
+    keys = ["dataset", "arch", "attack", "eps"]
+    indep = df[df.source_role == "independent"].set_index(keys)["success_rate"]
+    base = df.set_index(keys).index.map(lambda k: indep.get(k, np.nan)).to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = df["success_rate"].to_numpy(dtype=float) / base
+    ratio[(df["source_role"] != "sibling").to_numpy()] = np.nan
+    return pd.Series(ratio, index=df.index)
+
+
+def _write(df: pd.DataFrame, schema: pa.Schema, out: str | Path) -> None:
+    missing = [f.name for f in schema if f.name not in df.columns]
+    if missing:
+        raise ValueError(f"aggregate: per-job tables lack columns {missing}")
+    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
+    with atomic_path(out) as tmp:
+        pq.write_table(table, tmp)
+
+
+def model_row(meta: dict, role: str, dataset: str) -> dict:
+    """One row of ``models.parquet`` from a weights sidecar."""
+    return {
+        "dataset": dataset, "arch": meta["spec"]["arch"], "role": role,
+        "compression": meta.get("compression_id") or "none",
+        "compression_family": meta.get("family") or "none",
+        "width": float(meta["spec"]["width"]), "seed": meta["seed"],
+        "parameters": meta["parameters"], "test_accuracy": meta["test_accuracy"],
+        "agreement_with_full": meta.get("agreement_with_full", np.nan),
+        "n_test": meta["n_test"], "code_version": meta["code_version"],
+    }
+
+
+def run(attack_tables: list[str], model_sidecars: dict[str, list[str]], config: dict,
+        config_hash: str, benchmark_out: str, models_out: str, config_out: str,
+        log_file: str | None = None) -> None:
+    """Concatenates attack tables into ``benchmark_out`` and model sidecars into ``models_out``.
+
+    ``model_sidecars`` maps a role (full, independent, sibling) to its sidecar paths. The
+    validated ``config`` is saved beside them, so every row's ``config_hash`` resolves.
+    """
+    with log_to(log_file):
+        stamp = {"config_hash": config_hash, "run_name": config["name"]}
+        dataset = config["dataset"]["name"]
+        df = pd.concat([pd.read_parquet(p) for p in attack_tables], ignore_index=True)
+        df["amplification"] = amplification(df)
+        df = df.assign(**stamp, git_commit=git_commit(),
+                       package_versions=str(sorted(package_versions().items())))
+        df = df.sort_values(["arch", "attack", "source_role", "source_id", "eps"])
+        _write(df, BENCHMARK_SCHEMA, benchmark_out)
+        models = pd.DataFrame([model_row(read_json(p), role, dataset)
+                               for role, paths in model_sidecars.items() for p in paths])
+        _write(models.assign(**stamp), MODELS_SCHEMA, models_out)
+        with atomic_path(config_out) as tmp:
+            tmp.write_text(f"# config_hash: {config_hash}\n" + yaml.safe_dump(config, sort_keys=True))
+        log.info("aggregated %d attack rows and %d models", len(df), len(models))

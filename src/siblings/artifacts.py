@@ -1,0 +1,77 @@
+"""Atomic, pickle-free storage of every artifact: safetensors tensors plus a JSON sidecar.
+
+A job that dies leaves no half-written file: everything is written to a temporary file
+in the target folder and renamed into place. Loading refuses anything that is not a
+safetensors file, so a checkpoint a user hands in is never unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+class UnsafeArtifactError(ValueError):
+    """A weights file that is not safetensors (e.g. a pickle checkpoint): we refuse to load it."""
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; renames it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def sidecar_path(weights: str | Path) -> Path:
+    return Path(weights).with_suffix(".json")
+
+
+def write_json(path: str | Path, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Writes tensors as safetensors and ``meta`` as the JSON sidecar, both atomically."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+    write_json(sidecar_path(path), meta)
+
+
+def _check_safetensors(path: Path) -> None:
+    """A safetensors file starts with an 8-byte little-endian header length, then a JSON '{'."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    size = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+    if len(head) < 9 or head[8:9] != b"{" or size <= 0 or size > path.stat().st_size:
+        raise UnsafeArtifactError(
+            f"refusing to load {path}: it is not a safetensors file (pickle checkpoints are "
+            "never loaded, they can run arbitrary code). Convert it with "
+            "safetensors.torch.save_file(torch.load(p, weights_only=True), out) first."
+        )
+
+
+def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Loads a safetensors file and its JSON sidecar; refuses non-safetensors input."""
+    path = Path(path)
+    _check_safetensors(path)
+    return load_file(str(path)), read_json(sidecar_path(path))

@@ -1,0 +1,220 @@
+"""Dataset registry and the fixed, seeded train/calibration/test splits every stage shares.
+
+A dataset loader returns raw uint8 images (N, C, H, W) and int64 labels for the official
+train and test parts. ``prepare`` carves a calibration split off the training part with a
+seeded permutation (the test split stays the official one), optionally subsamples for
+smoke runs, and the ``data`` stage stores the result as one safetensors file so every
+later stage reads exactly the same tensors.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from siblings.registry import Registry
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is nowhere we looked; the message lists every place and how to get it."""
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """Official train/test parts as uint8 NCHW images plus int64 labels, and normalisation stats."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+
+Loader = Callable[[str | None, bool], RawDataset]
+DATASETS: Registry[Loader] = Registry("dataset")
+
+FASHION_MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def data_home() -> Path:
+    """Where downloads go and local copies are looked for first: ``$SIBLINGS_DATA`` or ./data."""
+    return Path(os.environ.get("SIBLINGS_DATA", "data")).resolve()
+
+
+def read_idx_gz(path: Path) -> np.ndarray:
+    """Reads one IDX file (the MNIST format): magic, dims, then big-endian uint8 payload."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    if raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _idx_dir_complete(folder: Path, files: dict[str, str]) -> bool:
+    return all((folder / name).is_file() for name in files.values())
+
+
+def _missing(name: str, looked: list[Path], how: str) -> DatasetNotFoundError:
+    places = "\n".join(f"  - {p}" for p in looked)
+    return DatasetNotFoundError(f"dataset '{name}' not found. Looked in:\n{places}\n{how}")
+
+
+@DATASETS.register("fashion-mnist")
+def fashion_mnist(root: str | None, download: bool) -> RawDataset:
+    """Fashion-MNIST from IDX gz files: ``root``, ``$SIBLINGS_DATA``, Debian's package, or download."""
+    candidates = ([Path(root)] if root else []) + [data_home() / "fashion-mnist",
+                                                    DEBIAN_FASHION_MNIST]
+    folder = next((c for c in candidates if _idx_dir_complete(c, FASHION_MNIST_FILES)), None)
+    if folder is None and download:
+        folder = _download_fashion_mnist(data_home())
+    if folder is None:
+        raise _missing("fashion-mnist", candidates,
+                       "Get it with `apt-get install dataset-fashion-mnist` (Debian), set "
+                       "dataset.download: true to fetch it with torchvision, or point "
+                       "dataset.root at a folder holding the four IDX .gz files.")
+    arrays = {k: read_idx_gz(folder / f) for k, f in FASHION_MNIST_FILES.items()}
+    return RawDataset(
+        x_train=torch.from_numpy(arrays["x_train"].copy()).unsqueeze(1),
+        y_train=torch.from_numpy(arrays["y_train"].astype(np.int64)),
+        x_test=torch.from_numpy(arrays["x_test"].copy()).unsqueeze(1),
+        y_test=torch.from_numpy(arrays["y_test"].astype(np.int64)),
+        mean=(0.2860,), std=(0.3530,), source=str(folder),
+    )
+
+
+def _download_fashion_mnist(home: Path) -> Path | None:
+    """torchvision's downloader, for users with internet; None when it cannot fetch."""
+    from torchvision.datasets import FashionMNIST
+
+    try:
+        FashionMNIST(str(home / "torchvision"), train=True, download=True)
+        FashionMNIST(str(home / "torchvision"), train=False, download=True)
+    except (OSError, RuntimeError) as err:  # no network, or a broken mirror
+        print(f"fashion-mnist download failed: {err}")
+        return None
+    return home / "torchvision" / "FashionMNIST" / "raw"
+
+
+@DATASETS.register("cifar10")
+def cifar10(root: str | None, download: bool) -> RawDataset:
+    """CIFAR-10 in torchvision's format (``cifar-10-batches-py``) under ``root`` or ``$SIBLINGS_DATA``."""
+    from torchvision.datasets import CIFAR10
+
+    folder = Path(root) if root else data_home() / "cifar10"
+    try:
+        train = CIFAR10(str(folder), train=True, download=download)
+        test = CIFAR10(str(folder), train=False, download=download)
+    except RuntimeError as err:
+        raise _missing("cifar10", [folder / "cifar-10-batches-py"],
+                       "Point dataset.root at the folder holding cifar-10-batches-py, or set "
+                       "dataset.download: true.") from err
+
+    def nchw(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
+
+    return RawDataset(
+        x_train=nchw(train.data), y_train=torch.tensor(train.targets),
+        x_test=nchw(test.data), y_test=torch.tensor(test.targets),
+        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), source=str(folder),
+    )
+
+
+IMAGEFOLDER_SIZE = 32
+
+
+@DATASETS.register("imagefolder")
+def imagefolder(root: str | None, download: bool) -> RawDataset:
+    """An ImageNet-style tree ``root/{train,val}/<class>/<image>``, resized to 32 px, RGB."""
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    if not root or not (Path(root) / "train").is_dir() or not (Path(root) / "val").is_dir():
+        looked = [Path(root or "<dataset.root unset>") / "train", Path(root or "<unset>") / "val"]
+        raise _missing("imagefolder", looked,
+                       "Set dataset.root to a folder with train/ and val/ class sub-folders.")
+    tf = transforms.Compose([transforms.Resize(IMAGEFOLDER_SIZE),
+                             transforms.CenterCrop(IMAGEFOLDER_SIZE), transforms.PILToTensor()])
+
+    def load(part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        ds = ImageFolder(str(Path(root) / part), transform=tf)
+        xs, ys = zip(*[(ds[i][0].expand(3, -1, -1), ds[i][1]) for i in range(len(ds))])
+        return torch.stack(xs), torch.tensor(ys)
+
+    x_train, y_train = load("train")
+    x_test, y_test = load("val")
+    return RawDataset(x_train, y_train, x_test, y_test, mean=(0.485, 0.456, 0.406),
+                      std=(0.229, 0.224, 0.225), source=str(root))
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The seeded splits (uint8 images) every stage reads from the ``data`` artifact."""
+
+    tensors: dict[str, torch.Tensor]
+    meta: dict
+
+    def images(self, split: str) -> torch.Tensor:
+        """Images of ``split`` as float in [0, 1]: the pixel space attacks' eps refers to."""
+        return self.tensors[f"x_{split}"].float().div_(255.0)
+
+    def labels(self, split: str) -> torch.Tensor:
+        return self.tensors[f"y_{split}"]
+
+
+def prepare(raw: RawDataset, calib_size: int, seed: int, train_subset: int | None = None,
+            test_subset: int | None = None) -> dict[str, torch.Tensor]:
+    """Seeded calibration split off the train part; optional seeded subsets for smoke runs."""
+    n_train = len(raw.y_train)
+    if not 0 < calib_size < n_train:
+        raise ValueError(f"dataset.calib_size must be in (0, {n_train}), got {calib_size}")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(n_train, generator=g)
+    calib, train = perm[:calib_size], perm[calib_size:]
+    if train_subset is not None:
+        train = train[:train_subset]
+    test = torch.arange(len(raw.y_test))
+    if test_subset is not None:
+        test = torch.randperm(len(raw.y_test), generator=g)[:test_subset].sort().values
+    return {
+        "x_train": raw.x_train[train].contiguous(), "y_train": raw.y_train[train].contiguous(),
+        "x_calib": raw.x_train[calib].contiguous(), "y_calib": raw.y_train[calib].contiguous(),
+        "x_test": raw.x_test[test].contiguous(), "y_test": raw.y_test[test].contiguous(),
+    }
+
+
+MODEL_INPUT_SIZE = 32  # every architecture is adapted to 32-px inputs; smaller images are padded
+
+
+def run(out: str, name: str, root: str | None, download: bool, calib_size: int, seed: int,
+        train_subset: int | None, test_subset: int | None, code_version: str,
+        log_file: str | None = None) -> None:
+    """The ``data`` stage: loads ``name`` and stores its seeded splits as one artifact."""
+    from siblings.artifacts import save_tensors
+    from siblings.logs import log, log_to
+
+    with log_to(log_file):
+        raw = DATASETS.get(name)(root, download)
+        tensors = prepare(raw, calib_size, seed, train_subset, test_subset)
+        meta = {
+            "dataset": name, "source": raw.source, "channels": int(raw.x_train.shape[1]),
+            "num_classes": int(raw.y_train.max()) + 1, "input_size": MODEL_INPUT_SIZE,
+            "mean": list(raw.mean), "std": list(raw.std), "split_seed": seed,
+            "sizes": {k[2:]: len(v) for k, v in tensors.items() if k.startswith("y_")},
+            "code_version": code_version,
+        }
+        log.info("%s from %s: %s", name, raw.source, meta["sizes"])
+        save_tensors(out, tensors, meta)

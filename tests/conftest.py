@@ -1,0 +1,77 @@
+"""Shared fixtures: a tiny synthetic dataset artifact and small trained models, built once."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from siblings.artifacts import save_tensors
+from siblings.models import ModelSpec, create_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_spec(arch: str = "resnet18", width: float = 0.125) -> ModelSpec:
+    return ModelSpec(arch=arch, in_chans=1, num_classes=10, input_size=32, mean=(0.5,),
+                     std=(0.5,), width=width)
+
+
+@pytest.fixture(scope="session")
+def blobs() -> tuple[torch.Tensor, torch.Tensor]:
+    """A learnable 10-class image set: each class is a bright square at its own place."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(10).repeat(40)
+    x = torch.rand(len(y), 1, 28, 28, generator=g) * 0.3
+    for i, c in enumerate(y.tolist()):
+        r, col = 2 + 8 * (c // 4), 2 + 6 * (c % 4)
+        x[i, 0, r:r + 6, col:col + 5] += 0.6
+    return x.clamp(0, 1), y
+
+
+@pytest.fixture(scope="session")
+def trained(blobs) -> torch.nn.Module:
+    """A tiny ResNet-18 fitted to ``blobs`` (near 100% accuracy), for attack tests."""
+    from siblings.train import fit
+
+    torch.manual_seed(0)
+    model = create_model(tiny_spec())
+    x, y = blobs
+    fit(model, x, y, epochs=8, batch_size=40, lr=0.01, weight_decay=0.0, seed=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def data_artifact(tmp_path_factory, blobs) -> Path:
+    """The ``blobs`` set stored as a ``data`` stage artifact."""
+    x, y = blobs
+    xu8 = (x * 255).round().to(torch.uint8)
+    path = tmp_path_factory.mktemp("data") / "data.safetensors"
+    save_tensors(path, {"x_train": xu8[:300], "y_train": y[:300], "x_calib": xu8[300:340],
+                        "y_calib": y[300:340], "x_test": xu8[340:], "y_test": y[340:]},
+                 {"dataset": "blobs", "channels": 1, "num_classes": 10, "input_size": 32,
+                  "mean": [0.5], "std": [0.5]})
+    return path
+
+
+def project_copy(dest: Path) -> Path:
+    """A copy of the workflow and its package, so a test may edit code or write results."""
+    for name in ("Snakefile", "workflow", "src", "config"):
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / name)
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Runs Snakemake on the project copy in ``workdir`` with the laptop profile."""
+    cmd = [sys.executable, "-m", "snakemake", "--workflow-profile",
+           str(workdir / "workflow/profiles/default"), "-d", str(workdir), "-s",
+           str(workdir / "Snakefile"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)

@@ -1,0 +1,59 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from siblings.config import ConfigError, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
+
+
+def smoke() -> dict:
+    return yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+
+
+@pytest.mark.parametrize("name", ["smoke", "config", "full"])
+def test_shipped_configs_validate(name):
+    cfg = validate(yaml.safe_load((ROOT / f"config/{name}.yaml").read_text()), SCHEMA)
+    assert cfg["train"]["batch_size"] >= 1 and cfg["threads"]["attack"] >= 1
+
+
+def test_defaults_are_filled_without_touching_the_input():
+    raw = smoke()
+    cfg = validate(raw, SCHEMA)
+    assert cfg["source_roles"] == ["sibling", "independent", "whitebox"]
+    assert cfg["attacks"]["pgd"]["step_size_factor"] == 2.5
+    assert "source_roles" not in raw
+
+
+def broken(edit) -> dict:
+    cfg = copy.deepcopy(smoke())
+    edit(cfg)
+    return cfg
+
+
+CASES = {
+    "unknown arch": (lambda c: c["archs"].update({"resnet9000": {}}),
+                     r"archs\.resnet9000.*unknown architecture 'resnet9000'; allowed: alexnet"),
+    "unknown compression": (lambda c: c["compressions"].update({"zip": {"method": "zip"}}),
+                            r"compressions\.zip\.method.*allowed: ptq"),
+    "unknown dataset": (lambda c: c["dataset"].update(name="mnist3d"),
+                        r"dataset\.name.*allowed: cifar10, fashion-mnist, imagefolder"),
+    "negative eps": (lambda c: c["attacks"]["pgd"].update(eps=[-0.1]),
+                     r"attacks\.pgd\.eps\.0.*-0\.1 is less than or equal to the minimum of 0"),
+    "non-numeric eps": (lambda c: c["attacks"]["pgd"].update(eps=["big"]),
+                        r"attacks\.pgd\.eps\.0.*'big' is not of type 'number'"),
+    "unknown key": (lambda c: c["train"].update(epochz=3),
+                    r"config key 'train'.*'epochz' was unexpected"),
+    "unknown role": (lambda c: c.update(source_roles=["oracle"]),
+                     r"unknown source role 'oracle'"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_config_names_the_key(case):
+    edit, message = CASES[case]
+    with pytest.raises(ConfigError, match=message):
+        validate(broken(edit), SCHEMA)

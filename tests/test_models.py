@@ -1,0 +1,38 @@
+import pytest
+import torch
+
+from siblings.models import ARCHITECTURES, CORE_ARCHITECTURES, ModelSpec, create_model
+
+SMALL_WIDTH = {"alexnet": 0.25, "vgg16": 0.125, "resnet18": 0.125, "mobilenetv2": 0.35,
+               "resnet34": 0.25, "resnet50": 0.25, "wide_resnet50": 0.125, "densenet121": 0.25,
+               "convnext_atto": 0.5, "deit_tiny": 0.5, "mixer_s4": 0.25}
+
+
+def test_nineteen_architectures_including_the_core_four():
+    assert len(ARCHITECTURES.names()) == 19
+    assert set(CORE_ARCHITECTURES) <= set(ARCHITECTURES.names())
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+@pytest.mark.parametrize("chans,size", [(1, 28), (3, 32)])
+def test_every_architecture_classifies_small_images(arch, chans, size):
+    spec = ModelSpec(arch, chans, 10, 32, (0.5,) * chans, (0.5,) * chans,
+                     width=SMALL_WIDTH.get(arch, 1.0))
+    model = create_model(spec).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, chans, size, size))
+    assert out.shape == (2, 10)
+    assert torch.isfinite(out).all()
+
+
+def test_width_knob_shrinks_the_model():
+    def params(width):
+        m = create_model(ModelSpec("resnet18", 1, 10, 32, (0.5,), (0.5,), width=width))
+        return sum(p.numel() for p in m.parameters())
+
+    assert params(0.25) < params(0.5) / 3
+
+
+def test_fixed_size_architecture_rejects_width():
+    with pytest.raises(ValueError, match="no width knob"):
+        create_model(ModelSpec("squeezenet", 1, 10, 32, (0.5,), (0.5,), width=0.5))

@@ -1,0 +1,17 @@
+rule aggregate:
+    input:
+        tables=ATTACK_TABLES,
+        **{role: paths for role, paths in MODEL_SIDECARS.items()},
+    output:
+        benchmark=BENCHMARK,
+        models=MODELS,
+        config=f"results/{NAME}/config.yaml",
+    log:
+        f"{LOGS}/aggregate.log",
+    params:
+        roles=list(MODEL_SIDECARS),
+        config=config,
+        config_hash=CONFIG_HASH,
+        code=code_hash("aggregate"),
+    script:
+        "../scripts/aggregate.py"

@@ -1,0 +1,84 @@
+# Config validation, artifact paths, target lists and code hashes. No computation here.
+import os
+import re
+import sys
+from pathlib import Path
+
+# Jobs run the package next to this workflow, whatever else is installed.
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+
+from siblings.config import validate
+from siblings.provenance import code_hash, config_hash
+
+_valid = validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+config.clear()
+config.update(_valid)
+
+NAME = config["name"]
+DATASET = config["dataset"]["name"]
+ARCHS = list(config["archs"])
+COMPRESSIONS = list(config["compressions"])
+ATTACKS = list(config["attacks"])
+ROLES = config["source_roles"]
+SEED_FULL = config["seeds"]["full"]
+SEED_INDEPENDENT = config["seeds"]["independent"]
+CONFIG_HASH = config_hash(config)
+
+RESULTS = f"results/{NAME}/{DATASET}"
+LOGS = f"results/{NAME}/logs"
+DATA = f"{RESULTS}/data.safetensors"
+FULL = RESULTS + "/models/{arch}/full/seed{seed}.safetensors"
+SIBLING = RESULTS + "/models/{arch}/sibling/{compression}.safetensors"
+ATTACK = RESULTS + "/attacks/{arch}/{attack}/{role}/{source}.parquet"
+BENCHMARK = f"results/{NAME}/benchmark.parquet"
+MODELS = f"results/{NAME}/models.parquet"
+REPORT_FILES = [f"reports/{NAME}/transfer_success.png", f"reports/{NAME}/summary.md"]
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names)
+
+
+wildcard_constraints:
+    arch=_alternatives(ARCHS),
+    compression=_alternatives(COMPRESSIONS),
+    attack=_alternatives(ATTACKS),
+    role=_alternatives(ROLES),
+    seed=r"\d+",
+
+
+# Which source ids each role attacks from, and where each source's weights live.
+ROLE_SOURCES = {
+    "sibling": COMPRESSIONS,
+    "independent": [f"seed{SEED_INDEPENDENT}"],
+    "whitebox": [f"seed{SEED_FULL}"],
+}
+ROLE_MODEL = {
+    "sibling": lambda arch, source: SIBLING.format(arch=arch, compression=source),
+    "independent": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed"):]),
+    "whitebox": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed"):]),
+}
+
+
+def source_model(wildcards):
+    return ROLE_MODEL[wildcards.role](wildcards.arch, wildcards.source)
+
+
+def sidecar(path):
+    return path.replace(".safetensors", ".json")
+
+
+ATTACK_TABLES = [
+    ATTACK.format(arch=a, attack=k, role=r, source=s)
+    for a in ARCHS
+    for k in ATTACKS
+    for r in ROLES
+    for s in ROLE_SOURCES[r]
+]
+MODEL_SIDECARS = {
+    "full": [sidecar(FULL.format(arch=a, seed=SEED_FULL)) for a in ARCHS],
+    "independent": [sidecar(FULL.format(arch=a, seed=SEED_INDEPENDENT)) for a in ARCHS],
+    "sibling": [sidecar(SIBLING.format(arch=a, compression=c)) for a in ARCHS for c in COMPRESSIONS],
+}

@@ -1,0 +1,16 @@
+rule compress:
+    input:
+        data=DATA,
+        full=FULL.replace("{seed}", str(SEED_FULL)),
+    output:
+        weights=SIBLING,
+        meta=sidecar(SIBLING),
+    log:
+        LOGS + "/compress/{arch}-{compression}.log",
+    params:
+        cfg=lambda w: config["compressions"][w.compression],
+        seed=SEED_FULL,
+        code=code_hash("compress"),
+    threads: config["threads"]["compress"]
+    script:
+        "../scripts/compress.py"
