@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -74,4 +75,6 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile",
            str(workdir / "workflow/profiles/default"), "-d", str(workdir), "-s",
            str(workdir / "Snakefile"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    env = {**os.environ, "PYTHONPATH": str(workdir / "src")}  # the copy's package, not ours
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir,
+                          env=env)

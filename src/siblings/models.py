@@ -2,7 +2,7 @@
 
 Every model is the library's own factory output with at most two documented tweaks: the
 input convolution takes the dataset's channel count (AlexNet's 11x11/4 stem becomes
-5x5/2, and the sequential nets get a 1x1 head), and a
+5x5/1, MobileNetV2's stem stride 1, and the sequential nets get a 1x1 head), and a
 ``width`` knob scales channels where the factory offers one, so CPU runs stay
 affordable. Inputs are raw pixels in [0, 1]; normalisation and padding to the model's
 input size live inside the model, so attacks work in pixel space and eps means pixels.
@@ -156,10 +156,10 @@ def _timm_resnet(name: str, widths: tuple[int, ...], in_chans: int, num_classes:
 
 @ARCHITECTURES.register("alexnet")
 def alexnet(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
-    """torchvision AlexNet; stem 11x11/4 becomes 5x5/2 for 32-px inputs, width scales all layers."""
+    """torchvision AlexNet; stem 11x11/4 becomes 5x5/1 for 32-px inputs, width scales all layers."""
     _no_pretrained("alexnet", pretrained, width)
     model = tvm.alexnet(num_classes=num_classes)
-    model.features[0] = nn.Conv2d(in_chans, 64, kernel_size=5, stride=2, padding=2)
+    model.features[0] = nn.Conv2d(in_chans, 64, kernel_size=5, stride=1, padding=2)
     return _scale_sequential(model, in_chans, num_classes, width)
 
 
@@ -178,10 +178,11 @@ def resnet18(in_chans: int, num_classes: int, width: float, pretrained: bool) ->
 
 @ARCHITECTURES.register("mobilenetv2")
 def mobilenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
-    """torchvision MobileNetV2 (``width_mult``)."""
+    """torchvision MobileNetV2 (``width_mult``); stem stride 1, so 2x2 final maps at 32 px."""
     _no_pretrained("mobilenetv2", pretrained, width)
     model = tvm.mobilenet_v2(num_classes=num_classes, width_mult=width)
     model.features[0][0] = _conv_like(model.features[0][0], in_chans)
+    model.features[0][0].stride = (1, 1)
     return model
 
 

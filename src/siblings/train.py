@@ -27,7 +27,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, batch
     total = max(1, round(epochs * steps_per_epoch))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total)
-    model.train()
+    model.to(memory_format=torch.channels_last).train()  # 1.5-2x faster convs on CPU
     perm = torch.randperm(len(x), generator=g)
     bar = tqdm(range(total), desc=desc, mininterval=5.0)
     for step in bar:
@@ -35,7 +35,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, batch
         if i == 0 and step > 0:
             perm = torch.randperm(len(x), generator=g)
         idx = perm[i * batch_size:(i + 1) * batch_size]
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+        xb = x[idx].contiguous(memory_format=torch.channels_last)
+        loss = nn.functional.cross_entropy(model(xb), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

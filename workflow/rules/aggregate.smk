@@ -13,5 +13,7 @@ rule aggregate:
         config=config,
         config_hash=CONFIG_HASH,
         code=code_hash("aggregate"),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/aggregate.py"

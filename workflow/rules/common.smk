@@ -1,13 +1,8 @@
 # Config validation, artifact paths, target lists and code hashes. No computation here.
-import os
+# The planner and the jobs import the same installed `siblings` package (`make setup`
+# installs this checkout in editable mode), so the code hashes describe the code that runs.
 import re
-import sys
 from pathlib import Path
-
-# Jobs run the package next to this workflow, whatever else is installed.
-SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
 
 from siblings.config import validate
 from siblings.provenance import code_hash, config_hash
@@ -26,12 +21,15 @@ SEED_FULL = config["seeds"]["full"]
 SEED_INDEPENDENT = config["seeds"]["independent"]
 CONFIG_HASH = config_hash(config)
 
+# Used only under `--sdm conda` (clusters); locally jobs run in the invoking venv.
+CONDA_ENV = "../../envs/cpu.yaml"
+
 RESULTS = f"results/{NAME}/{DATASET}"
 LOGS = f"results/{NAME}/logs"
 DATA = f"{RESULTS}/data.safetensors"
-FULL = RESULTS + "/models/{arch}/full/seed{seed}.safetensors"
-SIBLING = RESULTS + "/models/{arch}/sibling/{compression}.safetensors"
-ATTACK = RESULTS + "/attacks/{arch}/{attack}/{role}/{source}.parquet"
+FULL = f"{RESULTS}/models/{{arch}}/full/seed{{seed}}.safetensors"
+SIBLING = f"{RESULTS}/models/{{arch}}/sibling/{{compression}}.safetensors"
+ATTACK = f"{RESULTS}/attacks/{{arch}}/{{attack}}/{{role}}/{{source}}.parquet"
 BENCHMARK = f"results/{NAME}/benchmark.parquet"
 MODELS = f"results/{NAME}/models.parquet"
 REPORT_FILES = [f"reports/{NAME}/transfer_success.png", f"reports/{NAME}/summary.md"]
@@ -64,6 +62,12 @@ ROLE_MODEL = {
 
 def source_model(wildcards):
     return ROLE_MODEL[wildcards.role](wildcards.arch, wildcards.source)
+
+
+def train_params(arch):
+    """train.* with this architecture's own epochs/lr overrides applied."""
+    knobs = config["archs"][arch]
+    return {**config["train"], **{k: knobs[k] for k in ("epochs", "lr") if k in knobs}}
 
 
 def sidecar(path):

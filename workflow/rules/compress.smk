@@ -6,11 +6,13 @@ rule compress:
         weights=SIBLING,
         meta=sidecar(SIBLING),
     log:
-        LOGS + "/compress/{arch}-{compression}.log",
+        f"{LOGS}/compress/{{arch}}-{{compression}}.log",
     params:
         cfg=lambda w: config["compressions"][w.compression],
         seed=SEED_FULL,
         code=code_hash("compress"),
     threads: config["threads"]["compress"]
+    conda:
+        CONDA_ENV
     script:
         "../scripts/compress.py"

@@ -7,5 +7,7 @@ rule data:
     params:
         cfg=config["dataset"],
         code=code_hash("data"),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/data.py"

@@ -13,5 +13,7 @@ rule report:
         f"{LOGS}/report.log",
     params:
         code=code_hash("report"),
+    conda:
+        CONDA_ENV
     script:
         "../scripts/report.py"

@@ -5,11 +5,13 @@ rule train:
         weights=FULL,
         meta=sidecar(FULL),
     log:
-        LOGS + "/train/{arch}-seed{seed}.log",
+        f"{LOGS}/train/{{arch}}-seed{{seed}}.log",
     params:
         width=lambda w: config["archs"][w.arch]["width"],
-        cfg=config["train"],
+        cfg=lambda w: train_params(w.arch),
         code=code_hash("train"),
     threads: config["threads"]["train"]
+    conda:
+        CONDA_ENV
     script:
         "../scripts/train.py"

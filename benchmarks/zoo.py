@@ -1,0 +1,64 @@
+"""Trains every architecture of a config once (seed 0) and prints the README's architecture table.
+
+Not a test: it takes tens of minutes on a laptop. Usage:
+    .venv/bin/python benchmarks/zoo.py --config config/full.yaml --epochs 1 [--archs a b]
+Weights land in results/zoo/; rerunning skips architectures already trained with the
+same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from siblings import data, train
+from siblings.artifacts import read_json
+from siblings.config import validate
+from siblings.models import ARCHITECTURES
+from siblings.provenance import code_hash
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "results/zoo"
+
+
+def source_of(arch: str) -> str:
+    """The factory library an architecture comes from, read off its docstring."""
+    doc = ARCHITECTURES.get(arch).__doc__ or ""
+    return "torchvision" if "torchvision" in doc else "timm"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", default=str(ROOT / "config/full.yaml"))
+    parser.add_argument("--epochs", type=float, default=None, help="override train.epochs")
+    parser.add_argument("--archs", nargs="*", default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    cfg = validate(yaml.safe_load(Path(args.config).read_text()),
+                   ROOT / "workflow/schemas/config.schema.yaml")
+    params = {**cfg["train"], **({"epochs": args.epochs} if args.epochs else {})}
+    ds = cfg["dataset"]
+    data_path = OUT / "data.safetensors"
+    if not data_path.exists():
+        data.run(str(data_path), ds["name"], ds["root"], ds["download"], ds["calib_size"],
+                 ds["split_seed"], None, None, code_hash("data"))
+    rows = []
+    for arch in args.archs or list(cfg["archs"]):
+        width = cfg["archs"][arch]["width"]
+        out = OUT / f"{arch}-e{params['epochs']:g}.safetensors"
+        if not out.exists():
+            train.run(str(data_path), str(out), arch, width, 0, params, code_hash("train"),
+                      log_file=str(OUT / f"{arch}.log"), threads=args.threads)
+        meta = read_json(out.with_suffix(".json"))
+        rows.append(f"| {arch} | {source_of(arch)} | {width:g} | {meta['parameters'] / 1e6:.2f}M "
+                    f"| {meta['test_accuracy']:.2f} | {meta['train_seconds']:.0f} |")
+        print(rows[-1], flush=True)
+    print(f"\n| architecture | factory | width | parameters | test acc. (%), {params['epochs']:g} "
+          "epoch(s) | train s |\n|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
