@@ -25,7 +25,8 @@ dataset:
 	    [ -f "$${SIBLINGS_DATA:-data}/fashion-mnist/$(FMNIST_FILE)" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing Debian package dataset-fashion-mnist"; \
-	    apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	    { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } || \
+	    echo "apt could not install it: the data stage will try torchvision's downloader"; \
 	else echo "fashion-mnist not installed locally: the data stage will try torchvision's downloader"; fi
 
 bench: setup

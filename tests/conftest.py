@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from siblings.artifacts import save_tensors
 from siblings.models import ModelSpec, create_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,19 +43,6 @@ def trained(blobs) -> torch.nn.Module:
     x, y = blobs
     fit(model, x, y, epochs=8, batch_size=40, lr=0.01, weight_decay=0.0, seed=0)
     return model
-
-
-@pytest.fixture(scope="session")
-def data_artifact(tmp_path_factory, blobs) -> Path:
-    """The ``blobs`` set stored as a ``data`` stage artifact."""
-    x, y = blobs
-    xu8 = (x * 255).round().to(torch.uint8)
-    path = tmp_path_factory.mktemp("data") / "data.safetensors"
-    save_tensors(path, {"x_train": xu8[:300], "y_train": y[:300], "x_calib": xu8[300:340],
-                        "y_calib": y[300:340], "x_test": xu8[340:], "y_test": y[340:]},
-                 {"dataset": "blobs", "channels": 1, "num_classes": 10, "input_size": 32,
-                  "mean": [0.5], "std": [0.5]})
-    return path
 
 
 def project_copy(dest: Path) -> Path:

@@ -47,6 +47,8 @@ CASES = {
                         r"attacks\.pgd\.eps\.0.*'big' is not of type 'number'"),
     "unknown key": (lambda c: c["train"].update(epochz=3),
                     r"config key 'train'.*'epochz' was unexpected"),
+    "ptq without bits": (lambda c: c["compressions"].update({"ptq-x": {"method": "ptq"}}),
+                         r"compressions\.ptq-x.*'weight_bits' is a required property"),
     "unknown role": (lambda c: c.update(source_roles=["oracle"]),
                      r"unknown source role 'oracle'"),
 }

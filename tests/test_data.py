@@ -63,3 +63,21 @@ def test_splits_are_seeded_disjoint_and_keep_the_official_test_set():
     assert not torch.equal(prepare(raw, 10, seed=4)["y_calib"], a["y_calib"])
     with pytest.raises(ValueError, match="calib_size"):
         prepare(raw, 100, seed=0)
+
+
+def test_cifar10_binary_is_read_without_unpickling(tmp_path):
+    folder = tmp_path / data.CIFAR10_BIN
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+        rows = rng.integers(0, 256, (4, 3073), dtype=np.uint8)
+        rows[:, 0] = np.arange(4)
+        rows.tofile(folder / name)
+    raw = data.DATASETS.get("cifar10")(str(tmp_path), False)
+    assert raw.x_train.shape == (20, 3, 32, 32) and raw.x_test.shape == (4, 3, 32, 32)
+    assert raw.y_test.tolist() == [0, 1, 2, 3]
+
+
+def test_missing_cifar10_names_the_folder(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match=str(tmp_path / data.CIFAR10_BIN)):
+        data.DATASETS.get("cifar10")(str(tmp_path), False)

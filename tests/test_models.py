@@ -36,3 +36,19 @@ def test_width_knob_shrinks_the_model():
 def test_fixed_size_architecture_rejects_width():
     with pytest.raises(ValueError, match="no width knob"):
         create_model(ModelSpec("squeezenet", 1, 10, 32, (0.5,), (0.5,), width=0.5))
+
+
+def test_pretrained_is_refused_where_input_layers_are_rebuilt():
+    with pytest.raises(ValueError, match="no pretrained weights for 'alexnet'"):
+        create_model(ModelSpec("alexnet", 1, 10, 32, (0.5,), (0.5,), width=1.0, pretrained=True))
+    with pytest.raises(ValueError, match="only fit width 1.0"):
+        create_model(ModelSpec("resnet18", 1, 10, 32, (0.5,), (0.5,), width=0.5, pretrained=True))
+
+
+def test_padding_is_black_in_pixel_space():
+    from siblings.models import Preprocess
+
+    pre = Preprocess(32, (0.5,), (0.25,))
+    out = pre(torch.ones(1, 1, 28, 28))
+    assert out[0, 0, 0, 0].item() == pytest.approx((0 - 0.5) / 0.25)
+    assert out[0, 0, 16, 16].item() == pytest.approx((1 - 0.5) / 0.25)

@@ -12,7 +12,7 @@ import yaml
 
 from siblings.artifacts import atomic_path, read_json
 from siblings.logs import log, log_to
-from siblings.provenance import git_commit, package_versions
+from siblings.provenance import config_hash, git_commit, package_versions
 
 BENCHMARK_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("arch", pa.string()), ("compression", pa.string()),
@@ -74,7 +74,7 @@ def model_row(meta: dict, role: str, dataset: str) -> dict:
 
 
 def run(attack_tables: list[str], model_sidecars: dict[str, list[str]], config: dict,
-        config_hash: str, benchmark_out: str, models_out: str, config_out: str,
+        benchmark_out: str, models_out: str, config_out: str,
         log_file: str | None = None) -> None:
     """Concatenates attack tables into ``benchmark_out`` and model sidecars into ``models_out``.
 
@@ -82,7 +82,8 @@ def run(attack_tables: list[str], model_sidecars: dict[str, list[str]], config: 
     validated ``config`` is saved beside them, so every row's ``config_hash`` resolves.
     """
     with log_to(log_file):
-        stamp = {"config_hash": config_hash, "run_name": config["name"]}
+        digest = config_hash(config)
+        stamp = {"config_hash": digest, "run_name": config["name"]}
         dataset = config["dataset"]["name"]
         df = pd.concat([pd.read_parquet(p) for p in attack_tables], ignore_index=True)
         df["amplification"] = amplification(df)
@@ -94,5 +95,5 @@ def run(attack_tables: list[str], model_sidecars: dict[str, list[str]], config: 
                                for role, paths in model_sidecars.items() for p in paths])
         _write(models.assign(**stamp), MODELS_SCHEMA, models_out)
         with atomic_path(config_out) as tmp:
-            tmp.write_text(f"# config_hash: {config_hash}\n" + yaml.safe_dump(config, sort_keys=True))
+            tmp.write_text(f"# config_hash: {digest}\n" + yaml.safe_dump(config, sort_keys=True))
         log.info("aggregated %d attack rows and %d models", len(df), len(models))

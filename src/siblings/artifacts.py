@@ -18,6 +18,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class UnsafeArtifactError(ValueError):
     """A weights file that is not safetensors (e.g. a pickle checkpoint): we refuse to load it."""
 
@@ -29,6 +33,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; results are shared
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -62,7 +67,7 @@ def _check_safetensors(path: Path) -> None:
     with open(path, "rb") as f:
         head = f.read(9)
     size = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
-    if len(head) < 9 or head[8:9] != b"{" or size <= 0 or size > path.stat().st_size:
+    if len(head) < 9 or head[8:9] != b"{" or size <= 0 or 8 + size > path.stat().st_size:
         raise UnsafeArtifactError(
             f"refusing to load {path}: it is not a safetensors file (pickle checkpoints are "
             "never loaded, they can run arbitrary code). Convert it with "

@@ -31,11 +31,10 @@ class TransferAttack:
     steps: int = 10
     step_size_factor: float = 2.5
     random_start: bool = False
-    targeted: bool = False
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss = nn.functional.cross_entropy(logits, y, reduction="sum")
-        return -loss if self.targeted else loss
+        """Untargeted: raise the loss of the true label."""
+        return nn.functional.cross_entropy(logits, y, reduction="sum")
 
     def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x = x.detach().requires_grad_(True)
@@ -109,7 +108,7 @@ def run(data: str, target_path: str, source_path: str, out: str, attack_id: str,
         splits = load_splits(data)
         target, target_meta = load_model(target_path)
         source, source_meta = load_model(source_path)
-        knobs = {k: params[k] for k in ("steps", "step_size_factor", "random_start", "targeted")}
+        knobs = {k: params[k] for k in ("steps", "step_size_factor", "random_start")}
         attack = ATTACKS.get(params["method"])(**knobs)
         x, y = attack_set(target, splits.images("test"), splits.labels("test"),
                           params["n_examples"], params["seed"])

@@ -9,7 +9,7 @@ whose parameters say which method to run.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -53,7 +53,8 @@ COMPRESSIONS.register("ptq")(Compression(prepare=_ptq_prepare, fit=_ptq_fit,
 def load_model(path: str | Path) -> tuple[SiblingNet, dict]:
     """Rebuilds a full model or sibling from its safetensors weights and JSON sidecar."""
     tensors, meta = load_tensors(path)
-    model = create_model(ModelSpec.from_dict(meta["spec"]))
+    # The stored weights replace any pretrained ones: never fetch them again.
+    model = create_model(replace(ModelSpec.from_dict(meta["spec"]), pretrained=False))
     if meta.get("compression"):
         comp = meta["compression"]
         COMPRESSIONS.get(comp["method"]).prepare(model, comp)

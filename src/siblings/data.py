@@ -77,15 +77,16 @@ def _missing(name: str, looked: list[Path], how: str) -> DatasetNotFoundError:
 def fashion_mnist(root: str | None, download: bool) -> RawDataset:
     """Fashion-MNIST from IDX gz files: ``root``, ``$SIBLINGS_DATA``, Debian's package, or download."""
     candidates = ([Path(root)] if root else []) + [data_home() / "fashion-mnist",
-                                                    DEBIAN_FASHION_MNIST]
+                                                    DEBIAN_FASHION_MNIST, _downloaded(data_home())]
     folder = next((c for c in candidates if _idx_dir_complete(c, FASHION_MNIST_FILES)), None)
     if folder is None and download:
         folder = _download_fashion_mnist(data_home())
     if folder is None:
+        tried = "The download was tried and failed. " if download else ""
         raise _missing("fashion-mnist", candidates,
-                       "Get it with `apt-get install dataset-fashion-mnist` (Debian), set "
-                       "dataset.download: true to fetch it with torchvision, or point "
-                       "dataset.root at a folder holding the four IDX .gz files.")
+                       f"{tried}Get it with `apt-get install dataset-fashion-mnist` (Debian), "
+                       "set dataset.download: true (needs internet), or point dataset.root "
+                       "at a folder holding the four IDX .gz files.")
     arrays = {k: read_idx_gz(folder / f) for k, f in FASHION_MNIST_FILES.items()}
     return RawDataset(
         x_train=torch.from_numpy(arrays["x_train"].copy()).unsqueeze(1),
@@ -94,6 +95,11 @@ def fashion_mnist(root: str | None, download: bool) -> RawDataset:
         y_test=torch.from_numpy(arrays["y_test"].astype(np.int64)),
         mean=(0.2860,), std=(0.3530,), source=str(folder),
     )
+
+
+def _downloaded(home: Path) -> Path:
+    """Where torchvision's downloader leaves the IDX files (searched on later runs too)."""
+    return home / "torchvision" / "FashionMNIST" / "raw"
 
 
 def _download_fashion_mnist(home: Path) -> Path | None:
@@ -106,31 +112,45 @@ def _download_fashion_mnist(home: Path) -> Path | None:
     except (OSError, RuntimeError) as err:  # no network, or a broken mirror
         print(f"fashion-mnist download failed: {err}")
         return None
-    return home / "torchvision" / "FashionMNIST" / "raw"
+    return _downloaded(home)
+
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+CIFAR10_BIN = "cifar-10-batches-bin"
+
+
+def _read_cifar_bin(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
+    """CIFAR's binary format: per image one label byte, then 3x32x32 bytes (no pickle)."""
+    rows = np.concatenate([np.fromfile(f, dtype=np.uint8).reshape(-1, 3073) for f in files])
+    return (torch.from_numpy(rows[:, 1:].reshape(-1, 3, 32, 32).copy()),
+            torch.from_numpy(rows[:, 0].astype(np.int64)))
 
 
 @DATASETS.register("cifar10")
 def cifar10(root: str | None, download: bool) -> RawDataset:
-    """CIFAR-10 in torchvision's format (``cifar-10-batches-py``) under ``root`` or ``$SIBLINGS_DATA``."""
-    from torchvision.datasets import CIFAR10
+    """CIFAR-10 in its binary version (``cifar-10-batches-bin``) under ``root`` or ``$SIBLINGS_DATA``.
 
+    The binary files are read with numpy: the Python version of CIFAR is pickled, and
+    this project never unpickles anything.
+    """
     folder = Path(root) if root else data_home() / "cifar10"
-    try:
-        train = CIFAR10(str(folder), train=True, download=download)
-        test = CIFAR10(str(folder), train=False, download=download)
-    except RuntimeError as err:
-        raise _missing("cifar10", [folder / "cifar-10-batches-py"],
-                       "Point dataset.root at the folder holding cifar-10-batches-py, or set "
-                       "dataset.download: true.") from err
+    train_files = [folder / CIFAR10_BIN / f"data_batch_{i}.bin" for i in range(1, 6)]
+    test_file = folder / CIFAR10_BIN / "test_batch.bin"
+    if download and not all(f.is_file() for f in [*train_files, test_file]):
+        from torchvision.datasets.utils import download_and_extract_archive
 
-    def nchw(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).permute(0, 3, 1, 2).contiguous()
-
-    return RawDataset(
-        x_train=nchw(train.data), y_train=torch.tensor(train.targets),
-        x_test=nchw(test.data), y_test=torch.tensor(test.targets),
-        mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616), source=str(folder),
-    )
+        try:
+            download_and_extract_archive(CIFAR10_URL, str(folder))
+        except (OSError, RuntimeError) as err:
+            print(f"cifar10 download failed: {err}")
+    if not all(f.is_file() for f in [*train_files, test_file]):
+        raise _missing("cifar10", [folder / CIFAR10_BIN],
+                       f"Point dataset.root at the folder holding {CIFAR10_BIN}/ (the binary "
+                       f"version, {CIFAR10_URL}), or set dataset.download: true.")
+    x_train, y_train = _read_cifar_bin(train_files)
+    x_test, y_test = _read_cifar_bin([test_file])
+    return RawDataset(x_train, y_train, x_test, y_test, mean=(0.4914, 0.4822, 0.4465),
+                      std=(0.2470, 0.2435, 0.2616), source=str(folder))
 
 
 IMAGEFOLDER_SIZE = 32

@@ -24,7 +24,7 @@ def log_to(path: str | Path | None) -> Iterator[None]:
         yield
         return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    real_stderr = sys.stderr
+    real_stdout, real_stderr = sys.stdout, sys.stderr
     with open(path, "w", buffering=1) as f:
         handler = logging.StreamHandler(f)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
@@ -38,5 +38,5 @@ def log_to(path: str | Path | None) -> Iterator[None]:
             print(f"siblings error: {type(err).__name__}: {err} (log: {path})", file=real_stderr)
             raise
         finally:
-            sys.stdout, sys.stderr = sys.__stdout__, real_stderr
+            sys.stdout, sys.stderr = real_stdout, real_stderr
             log.removeHandler(handler)

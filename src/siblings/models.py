@@ -2,7 +2,7 @@
 
 Every model is the library's own factory output with at most two documented tweaks: the
 input convolution takes the dataset's channel count (AlexNet's 11x11/4 stem becomes
-5x5/1, MobileNetV2's stem stride 1, and the sequential nets get a 1x1 head), and a
+5x5/2, MobileNetV2's stem stride 1, and the sequential nets get a 1x1 head), and a
 ``width`` knob scales channels where the factory offers one, so CPU runs stay
 affordable. Inputs are raw pixels in [0, 1]; normalisation and padding to the model's
 input size live inside the model, so attacks work in pixel space and eps means pixels.
@@ -52,7 +52,7 @@ class ModelSpec:
 
 
 class Preprocess(nn.Module):
-    """Pads raw [0, 1] images to the model's input size and normalises them."""
+    """Pads raw [0, 1] images with black (0) to the model's input size, then normalises."""
 
     def __init__(self, input_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
@@ -61,11 +61,10 @@ class Preprocess(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x - self.mean) / self.std
         pad_h, pad_w = self.input_size - x.shape[-2], self.input_size - x.shape[-1]
         if pad_h > 0 or pad_w > 0:
             x = nn.functional.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
-        return x
+        return (x - self.mean) / self.std
 
 
 class SiblingNet(nn.Sequential):
@@ -133,9 +132,17 @@ def _scale_sequential(model: nn.Module, in_chans: int, num_classes: int, width: 
     return model
 
 
-def _no_pretrained(name: str, pretrained: bool, width: float) -> None:
+def _full_width_only(name: str, pretrained: bool, width: float) -> None:
+    """Published weights exist only for the published width."""
     if pretrained and width != 1.0:
         raise ValueError(f"pretrained '{name}' weights only fit width 1.0, got {width}")
+
+
+def _no_pretrained(name: str, pretrained: bool) -> None:
+    """Architectures whose stem or tokenizer is rebuilt for 32 px cannot take published weights."""
+    if pretrained:
+        raise ValueError(f"no pretrained weights for '{name}': its input layers are rebuilt for "
+                         "small images; set train.pretrained: false")
 
 
 def _timm(name: str, in_chans: int, num_classes: int, pretrained: bool, **kwargs) -> nn.Module:
@@ -147,7 +154,7 @@ def _timm_resnet(name: str, widths: tuple[int, ...], in_chans: int, num_classes:
                  width: float, pretrained: bool) -> nn.Module:
     if width == 1.0:
         return _timm(name, in_chans, num_classes, pretrained)
-    _no_pretrained(name, pretrained, width)
+    _full_width_only(name, pretrained, width)
     return _timm(name, in_chans, num_classes, False,
                  channels=tuple(_ch(c, width) for c in widths), stem_width=_ch(64, width))
 
@@ -156,17 +163,17 @@ def _timm_resnet(name: str, widths: tuple[int, ...], in_chans: int, num_classes:
 
 @ARCHITECTURES.register("alexnet")
 def alexnet(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
-    """torchvision AlexNet; stem 11x11/4 becomes 5x5/1 for 32-px inputs, width scales all layers."""
-    _no_pretrained("alexnet", pretrained, width)
+    """torchvision AlexNet; stem 11x11/4 becomes 5x5/2 for 32-px inputs, width scales all layers."""
+    _no_pretrained("alexnet", pretrained)
     model = tvm.alexnet(num_classes=num_classes)
-    model.features[0] = nn.Conv2d(in_chans, 64, kernel_size=5, stride=1, padding=2)
+    model.features[0] = nn.Conv2d(in_chans, 64, kernel_size=5, stride=2, padding=2)
     return _scale_sequential(model, in_chans, num_classes, width)
 
 
 @ARCHITECTURES.register("vgg16")
 def vgg16(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
     """torchvision VGG16 with batch norm (CIFAR-style 1x1 head); width scales all layers."""
-    _no_pretrained("vgg16", pretrained, width)
+    _no_pretrained("vgg16", pretrained)
     return _scale_sequential(tvm.vgg16_bn(num_classes=num_classes), in_chans, num_classes, width)
 
 
@@ -179,7 +186,7 @@ def resnet18(in_chans: int, num_classes: int, width: float, pretrained: bool) ->
 @ARCHITECTURES.register("mobilenetv2")
 def mobilenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
     """torchvision MobileNetV2 (``width_mult``); stem stride 1, so 2x2 final maps at 32 px."""
-    _no_pretrained("mobilenetv2", pretrained, width)
+    _no_pretrained("mobilenetv2", pretrained)
     model = tvm.mobilenet_v2(num_classes=num_classes, width_mult=width)
     model.features[0][0] = _conv_like(model.features[0][0], in_chans)
     model.features[0][0].stride = (1, 1)
@@ -211,7 +218,7 @@ def wide_resnet50(in_chans: int, num_classes: int, width: float, pretrained: boo
 def densenet121(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
     """timm DenseNet-121; width scales the growth rate (32 at width 1)."""
     if width != 1.0:
-        _no_pretrained("densenet121", pretrained, width)
+        _full_width_only("densenet121", pretrained, width)
         return _timm("densenet121", in_chans, num_classes, False,
                      growth_rate=max(4, round(32 * width)))
     return _timm("densenet121", in_chans, num_classes, pretrained)
@@ -238,12 +245,10 @@ ARCHITECTURES.register("regnetx_002")(_timm_fixed("regnetx_002"))
 ARCHITECTURES.register("ghostnet")(_timm_fixed("ghostnet_100"))
 
 
-
-
 @ARCHITECTURES.register("shufflenetv2")
 def shufflenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
     """torchvision ShuffleNetV2 x1.0; width scales the stage outputs."""
-    _no_pretrained("shufflenetv2", pretrained, width)
+    _no_pretrained("shufflenetv2", pretrained)
     stages = [24] + [_ch(c, width, 4) for c in (116, 232, 464)] + [_ch(1024, width)]
     model = tvm.ShuffleNetV2([4, 8, 4], stages, num_classes=num_classes)
     model.conv1[0] = _conv_like(model.conv1[0], in_chans)
@@ -255,6 +260,7 @@ def squeezenet(in_chans: int, num_classes: int, width: float, pretrained: bool) 
     """torchvision SqueezeNet 1.1 (fire modules); no width knob."""
     if width != 1.0:
         raise ValueError("'squeezenet' has no width knob; use width 1.0")
+    _no_pretrained("squeezenet", pretrained)
     model = tvm.squeezenet1_1(num_classes=num_classes)
     model.features[0] = _conv_like(model.features[0], in_chans)
     return model
@@ -265,6 +271,7 @@ def googlenet(in_chans: int, num_classes: int, width: float, pretrained: bool) -
     """torchvision GoogLeNet (Inception v1), no auxiliary heads; no width knob."""
     if width != 1.0:
         raise ValueError("'googlenet' has no width knob; use width 1.0")
+    _no_pretrained("googlenet", pretrained)
     model = tvm.googlenet(num_classes=num_classes, aux_logits=False, init_weights=True)
     model.transform_input = False
     model.conv1.conv = _conv_like(model.conv1.conv, in_chans)
@@ -278,7 +285,7 @@ def convnext_atto(in_chans: int, num_classes: int, width: float, pretrained: boo
     """timm ConvNeXt-Atto (4x4 patch stem); width scales stage dims."""
     if width == 1.0:
         return _timm("convnext_atto", in_chans, num_classes, pretrained)
-    _no_pretrained("convnext_atto", pretrained, width)
+    _full_width_only("convnext_atto", pretrained, width)
     return _timm("convnext_atto", in_chans, num_classes, False,
                  dims=tuple(_ch(c, width) for c in (40, 80, 160, 320)))
 
@@ -286,7 +293,7 @@ def convnext_atto(in_chans: int, num_classes: int, width: float, pretrained: boo
 @ARCHITECTURES.register("deit_tiny")
 def deit_tiny(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
     """timm DeiT-Tiny ViT at 32 px with 4x4 patches (64 tokens); width scales the embedding."""
-    _no_pretrained("deit_tiny", pretrained, 0.0)
+    _no_pretrained("deit_tiny", pretrained)
     heads = 3
     return _timm("deit_tiny_patch16_224", in_chans, num_classes, False, img_size=32,
                  patch_size=4, embed_dim=_ch(192, width, 8 * heads), num_heads=heads)
@@ -295,6 +302,6 @@ def deit_tiny(in_chans: int, num_classes: int, width: float, pretrained: bool) -
 @ARCHITECTURES.register("mixer_s4")
 def mixer_s4(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
     """timm MLP-Mixer-S (8 blocks) at 32 px with 4x4 patches; width scales the embedding."""
-    _no_pretrained("mixer_s4", pretrained, 0.0)
+    _no_pretrained("mixer_s4", pretrained)
     return MlpMixer(num_classes=num_classes, img_size=32, in_chans=in_chans, patch_size=4,
                     num_blocks=8, embed_dim=_ch(512, width))

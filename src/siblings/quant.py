@@ -1,8 +1,9 @@
-"""Fake quantization with a straight-through estimator (STE), as an int runtime would quantize.
+"""Fake quantization with a straight-through estimator (STE).
 
 Weights: symmetric, per output channel (or per layer), computed from the float weight on
 every forward so gradients reach it. Activations: the input of every conv/linear layer,
-asymmetric per layer, with a range calibrated on the calibration split. Rounding and
+asymmetric per layer, with a range calibrated on the calibration split (batch norm is not folded and adds/pools stay float: a
+simulation of integer inference, not yet checked against an int8 runtime). Rounding and
 clamping use PyTorch's own ``fake_quantize_*`` ops, whose backward is the STE (identity
 inside the clamp range), so attacks differentiate through the quantized sibling.
 """

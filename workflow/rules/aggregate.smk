@@ -11,7 +11,6 @@ rule aggregate:
     params:
         roles=list(MODEL_SIDECARS),
         config=config,
-        config_hash=CONFIG_HASH,
         code=code_hash("aggregate"),
     conda:
         CONDA_ENV

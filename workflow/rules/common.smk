@@ -19,7 +19,6 @@ ATTACKS = list(config["attacks"])
 ROLES = config["source_roles"]
 SEED_FULL = config["seeds"]["full"]
 SEED_INDEPENDENT = config["seeds"]["independent"]
-CONFIG_HASH = config_hash(config)
 
 # Used only under `--sdm conda` (clusters); locally jobs run in the invoking venv.
 CONDA_ENV = "../../envs/cpu.yaml"

@@ -2,6 +2,6 @@ from siblings import aggregate
 
 aggregate.run(attack_tables=list(snakemake.input.tables),
               model_sidecars={role: list(snakemake.input[role]) for role in snakemake.params.roles},
-              config=snakemake.params.config, config_hash=snakemake.params.config_hash,
+              config=snakemake.params.config,
               benchmark_out=snakemake.output.benchmark, models_out=snakemake.output.models,
               config_out=snakemake.output.config, log_file=snakemake.log[0])
