@@ -14,10 +14,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-import timm
 import torch
-import torchvision.models as tvm
-from timm.models.mlp_mixer import MlpMixer
 from torch import nn
 
 from siblings.registry import Registry
@@ -145,7 +142,17 @@ def _no_pretrained(name: str, pretrained: bool) -> None:
                          "small images; set train.pretrained: false")
 
 
+# timm and torchvision load lazily: planning a run only needs the registered names, and
+# importing both costs seconds on every `snakemake -n`.
+def _tvm():
+    import torchvision.models
+
+    return torchvision.models
+
+
 def _timm(name: str, in_chans: int, num_classes: int, pretrained: bool, **kwargs) -> nn.Module:
+    import timm
+
     return timm.create_model(name, pretrained=pretrained, in_chans=in_chans,
                              num_classes=num_classes, **kwargs)
 
@@ -165,7 +172,7 @@ def _timm_resnet(name: str, widths: tuple[int, ...], in_chans: int, num_classes:
 def alexnet(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
     """torchvision AlexNet; stem 11x11/4 becomes 5x5/2 for 32-px inputs, width scales all layers."""
     _no_pretrained("alexnet", pretrained)
-    model = tvm.alexnet(num_classes=num_classes)
+    model = _tvm().alexnet(num_classes=num_classes)
     model.features[0] = nn.Conv2d(in_chans, 64, kernel_size=5, stride=2, padding=2)
     return _scale_sequential(model, in_chans, num_classes, width)
 
@@ -174,7 +181,7 @@ def alexnet(in_chans: int, num_classes: int, width: float, pretrained: bool) -> 
 def vgg16(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
     """torchvision VGG16 with batch norm (CIFAR-style 1x1 head); width scales all layers."""
     _no_pretrained("vgg16", pretrained)
-    return _scale_sequential(tvm.vgg16_bn(num_classes=num_classes), in_chans, num_classes, width)
+    return _scale_sequential(_tvm().vgg16_bn(num_classes=num_classes), in_chans, num_classes, width)
 
 
 @ARCHITECTURES.register("resnet18")
@@ -187,7 +194,7 @@ def resnet18(in_chans: int, num_classes: int, width: float, pretrained: bool) ->
 def mobilenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
     """torchvision MobileNetV2 (``width_mult``); stem stride 1, so 2x2 final maps at 32 px."""
     _no_pretrained("mobilenetv2", pretrained)
-    model = tvm.mobilenet_v2(num_classes=num_classes, width_mult=width)
+    model = _tvm().mobilenet_v2(num_classes=num_classes, width_mult=width)
     model.features[0][0] = _conv_like(model.features[0][0], in_chans)
     model.features[0][0].stride = (1, 1)
     return model
@@ -250,7 +257,7 @@ def shufflenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool
     """torchvision ShuffleNetV2 x1.0; width scales the stage outputs."""
     _no_pretrained("shufflenetv2", pretrained)
     stages = [24] + [_ch(c, width, 4) for c in (116, 232, 464)] + [_ch(1024, width)]
-    model = tvm.ShuffleNetV2([4, 8, 4], stages, num_classes=num_classes)
+    model = _tvm().ShuffleNetV2([4, 8, 4], stages, num_classes=num_classes)
     model.conv1[0] = _conv_like(model.conv1[0], in_chans)
     return model
 
@@ -261,7 +268,7 @@ def squeezenet(in_chans: int, num_classes: int, width: float, pretrained: bool) 
     if width != 1.0:
         raise ValueError("'squeezenet' has no width knob; use width 1.0")
     _no_pretrained("squeezenet", pretrained)
-    model = tvm.squeezenet1_1(num_classes=num_classes)
+    model = _tvm().squeezenet1_1(num_classes=num_classes)
     model.features[0] = _conv_like(model.features[0], in_chans)
     return model
 
@@ -272,7 +279,7 @@ def googlenet(in_chans: int, num_classes: int, width: float, pretrained: bool) -
     if width != 1.0:
         raise ValueError("'googlenet' has no width knob; use width 1.0")
     _no_pretrained("googlenet", pretrained)
-    model = tvm.googlenet(num_classes=num_classes, aux_logits=False, init_weights=True)
+    model = _tvm().googlenet(num_classes=num_classes, aux_logits=False, init_weights=True)
     model.transform_input = False
     model.conv1.conv = _conv_like(model.conv1.conv, in_chans)
     return model
@@ -303,5 +310,7 @@ def deit_tiny(in_chans: int, num_classes: int, width: float, pretrained: bool) -
 def mixer_s4(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
     """timm MLP-Mixer-S (8 blocks) at 32 px with 4x4 patches; width scales the embedding."""
     _no_pretrained("mixer_s4", pretrained)
+    from timm.models.mlp_mixer import MlpMixer
+
     return MlpMixer(num_classes=num_classes, img_size=32, in_chans=in_chans, patch_size=4,
                     num_blocks=8, embed_dim=_ch(512, width))

@@ -90,8 +90,8 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame) -> str:
         "",
         "## Models (accuracy on the test split, %)",
         "",
-        models[model_cols].assign(width=models.width.map("{:g}".format)).sort_values(
-            ["arch", "role", "compression"]).to_markdown(index=False, floatfmt=".2f"),
+        models[model_cols].sort_values(["arch", "role", "compression"]).to_markdown(
+            index=False, floatfmt=("", "", "", "g", "", ".2f", ".2f")),
         "",
         "## Provenance",
         "",
