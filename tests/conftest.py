@@ -47,7 +47,7 @@ def trained(blobs) -> torch.nn.Module:
 
 def project_copy(dest: Path) -> Path:
     """A copy of the workflow and its package, so a test may edit code or write results."""
-    for name in ("Snakefile", "workflow", "src", "config"):
+    for name in ("Snakefile", "workflow", "src", "config", "envs"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))

@@ -59,3 +59,9 @@ def test_bad_config_names_the_key(case):
     edit, message = CASES[case]
     with pytest.raises(ConfigError, match=message):
         validate(broken(edit), SCHEMA)
+
+
+def test_key_order_does_not_change_the_validated_config():
+    raw = smoke()
+    shuffled = {k: raw[k] for k in reversed(list(raw))}
+    assert repr(validate(shuffled, SCHEMA)) == repr(validate(raw, SCHEMA))

@@ -6,16 +6,17 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from conftest import project_copy, snakemake
 
 EXPECTED_TYPES = {
-    "dataset": "object", "arch": "object", "compression": "object", "defense": "object",
-    "attack": "object", "source_role": "object", "eps": "float64", "n_examples": "int64",
-    "success_rate": "float64", "target_clean_acc": "float64", "source_clean_acc": "float64",
-    "config_hash": "object", "code_version": "object",
+    "dataset": "string", "arch": "string", "compression": "string", "defense": "string",
+    "attack": "string", "source_role": "string", "eps": "double", "n_examples": "int64",
+    "success_rate": "double", "target_clean_acc": "double", "source_clean_acc": "double",
+    "config_hash": "string", "code_version": "string",
 }
 
 
@@ -38,9 +39,10 @@ def smoke_run(tmp_path_factory) -> Path:
 
 
 def test_smoke_produces_typed_parquet_and_report(smoke_run):
-    df = pd.read_parquet(smoke_run / "results/smoke/benchmark.parquet")
-    for col, kind in EXPECTED_TYPES.items():
-        assert str(df[col].dtype).replace("string", "object") == kind, col
+    path = smoke_run / "results/smoke/benchmark.parquet"
+    schema = pq.read_schema(path)
+    assert {col: str(schema.field(col).type) for col in EXPECTED_TYPES} == EXPECTED_TYPES
+    df = pd.read_parquet(path)
     cfg = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
     n_roles = {"sibling": len(cfg["compressions"]), "independent": 1, "whitebox": 1}
     per_arch = sum(n_roles.values()) * len(cfg["attacks"]["pgd"]["eps"])

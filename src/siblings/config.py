@@ -80,11 +80,24 @@ def _check_names(config: dict) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
+def _canonical(obj: object) -> object:
+    """Dicts with sorted keys, recursively: Snakemake compares params by repr, so key order
+    in a config file must not decide whether jobs rerun."""
+    if isinstance(obj, dict):
+        return {k: _canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [_canonical(v) for v in obj]
+    return obj
+
+
 def validate(config: dict, schema_path: str | Path) -> dict:
-    """Returns ``config`` checked and completed with the schema's defaults; raises ConfigError."""
+    """Returns ``config`` checked, completed with the schema's defaults and key-sorted.
+
+    Raises ConfigError naming every offending key.
+    """
     schema = yaml.safe_load(Path(schema_path).read_text())
     config = copy.deepcopy(config)
     _check_schema(config, schema)
     _fill_defaults(schema, config)
     _check_names(config)
-    return config
+    return _canonical(config)
