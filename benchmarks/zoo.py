@@ -53,10 +53,11 @@ def main() -> None:
                       log_file=str(OUT / f"{arch}.log"), threads=args.threads)
         meta = read_json(out.with_suffix(".json"))
         rows.append(f"| {arch} | {source_of(arch)} | {width:g} | {meta['parameters'] / 1e6:.2f}M "
-                    f"| {meta['test_accuracy']:.2f} | {meta['train_seconds']:.0f} |")
+                    f"| {meta['test_accuracy']:.2f} | {params['epochs']:g} "
+                    f"| {meta['train_seconds']:.0f} |")
         print(rows[-1], flush=True)
-    print(f"\n| architecture | factory | width | parameters | test acc. (%), {params['epochs']:g} "
-          "epoch(s) | train s |\n|---|---|---|---|---|---|")
+    print("\n| architecture | factory | width | parameters | test acc. (%) | epochs | train s |"
+          "\n|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

@@ -121,3 +121,13 @@ def test_missing_dataset_fails_cleanly_and_lists_places(tmp_path):
     assert "dataset 'cifar10' not found" in out and str(tmp_path / "nowhere") in out
     outputs = [p for p in (work / "results").rglob("*") if p.is_file() and "logs" not in p.parts]
     assert outputs == []
+
+
+def test_full_config_plans_all_nineteen_architectures(tmp_path):
+    work = project_copy(tmp_path)
+    jobs = planned_jobs(snakemake(work, "-n", "--configfile", "config/full.yaml"))
+    cfg = yaml.safe_load((work / "config/full.yaml").read_text())
+    assert len(cfg["archs"]) == 19
+    assert jobs["train"] == 2 * 19
+    assert jobs["compress"] == 19 * len(cfg["compressions"])
+    assert jobs["attack"] == 19 * (len(cfg["compressions"]) + 2)
