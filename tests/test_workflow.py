@@ -87,7 +87,7 @@ def test_attack_code_edit_reruns_only_attack_and_downstream(smoke_run):
 BAD_CONFIGS = {
     "unknown arch": ({"archs": {"resnet9000": {}}}, "unknown architecture 'resnet9000'; allowed:"),
     "unknown compression": ({"compressions": {"zip": {"method": "zip"}}},
-                            "unknown compression method 'zip'; allowed: ptq"),
+                            "unknown compression method 'zip'; allowed: prune, ptq"),
     "unknown dataset": ({"dataset": {"name": "mnist3d"}}, "unknown dataset 'mnist3d'; allowed:"),
     "negative eps": ({"attacks": {"pgd": {"method": "pgd", "eps": [-0.1]}}},
                      "attacks.pgd.eps.0"),

@@ -31,7 +31,7 @@ MODELS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("arch", pa.string()), ("role", pa.string()),
     ("compression", pa.string()), ("compression_family", pa.string()), ("width", pa.float64()),
     ("seed", pa.int64()), ("parameters", pa.int64()), ("test_accuracy", pa.float64()),
-    ("agreement_with_full", pa.float64()), ("n_test", pa.int64()), ("code_version", pa.string()),
+    ("agreement_with_full", pa.float64()), ("sparsity", pa.float64()), ("n_test", pa.int64()), ("code_version", pa.string()),
     ("config_hash", pa.string()), ("run_name", pa.string()),
 ])
 
@@ -69,6 +69,7 @@ def model_row(meta: dict, role: str, dataset: str) -> dict:
         "width": float(meta["spec"]["width"]), "seed": meta["seed"],
         "parameters": meta["parameters"], "test_accuracy": meta["test_accuracy"],
         "agreement_with_full": meta.get("agreement_with_full", np.nan),
+        "sparsity": meta.get("measured", {}).get("sparsity", np.nan),
         "n_test": meta["n_test"], "code_version": meta["code_version"],
     }
 

@@ -69,7 +69,7 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame) -> str:
         index=["arch", "attack", "source"], columns="eps", values="success_rate")
     eps_table = (100 * eps_table).round(1)
     model_cols = ["arch", "role", "compression", "width", "parameters", "test_accuracy",
-                  "agreement_with_full"]
+                  "agreement_with_full", "sparsity"]
     first = df.iloc[0]
     return "\n".join([
         f"# siblings benchmark: `{first.run_name}` on {first.dataset}",
@@ -91,7 +91,7 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame) -> str:
         "## Models (accuracy on the test split, %)",
         "",
         models[model_cols].sort_values(["arch", "role", "compression"]).to_markdown(
-            index=False, floatfmt=("", "", "", "g", "", ".2f", ".2f")),
+            index=False, floatfmt=("", "", "", "g", "", ".2f", ".2f", ".3f")),
         "",
         "## Provenance",
         "",
