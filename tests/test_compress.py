@@ -4,10 +4,12 @@ import pytest
 import torch
 
 from siblings.artifacts import save_tensors
-from siblings.compress import COMPRESSIONS, load_model, prunable_weights, sparsity
+from siblings.compress import COMPRESSIONS, Job, load_model, prunable_weights, sparsity
+from siblings.models import count_parameters
 from siblings.config import ConfigError, validate
 from siblings.data import Splits
 
+from conftest import tiny_spec
 from test_config import SCHEMA, smoke
 from test_quant import load_copy
 
@@ -26,7 +28,7 @@ def test_pruning_hits_the_requested_sparsity_and_reloads(tmp_path, trained, blob
               "lr": 0.01}
     method = COMPRESSIONS.get("prune")
     method.prepare(model, params)
-    measured = method.fit(model, blob_splits(blobs), params, 0)
+    measured = method.fit(model, Job(blob_splits(blobs), params, 0, trained))
     assert measured["sparsity"] == pytest.approx(amount, abs=0.01)
     assert not any(hasattr(m, "weight_mask") for m, _ in prunable_weights(model))
     x, y = blobs
@@ -38,6 +40,60 @@ def test_pruning_hits_the_requested_sparsity_and_reloads(tmp_path, trained, blob
     assert sparsity(again.backbone) == pytest.approx(measured["sparsity"])
 
 
+def compressed(trained, blobs, params: dict) -> tuple[torch.nn.Module, dict]:
+    model = load_copy(trained)
+    method = COMPRESSIONS.get(params["method"])
+    method.prepare(model, params)
+    measured = method.fit(model, Job(blob_splits(blobs), params, 0, trained))
+    return model.eval(), measured
+
+
+def accuracy_on_blobs(model, blobs) -> float:
+    x, y = blobs
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).float().mean().item()
+
+
+def reload(tmp_path, model, params):
+    path = tmp_path / "s.safetensors"
+    save_tensors(path, model.state_dict(), {"spec": tiny_spec().to_dict(), "compression": params})
+    return load_model(path)[0]
+
+
+def test_channel_pruning_removes_parameters_and_reloads(tmp_path, trained, blobs):
+    params = {"method": "channel-prune", "channel_ratio": 0.5, "finetune_epochs": 12,
+              "batch_size": 50, "lr": 0.01}
+    model, measured = compressed(trained, blobs, params)
+    assert measured["parameter_reduction"] >= 0.4
+    assert count_parameters(model) <= 0.6 * count_parameters(trained)
+    assert accuracy_on_blobs(model, blobs) > 0.7
+    again = reload(tmp_path, model, params)
+    with torch.no_grad():  # not bit-equal: fine-tuning leaves weights channels-last
+        assert torch.allclose(again(blobs[0][:8]), model(blobs[0][:8]), atol=1e-4)
+
+
+@pytest.mark.parametrize("student", ["self", "mobilenetv2"])
+def test_distilled_student_learns_from_soft_labels_and_shares_no_weights(tmp_path, trained,
+                                                                          blobs, student):
+    params = {"method": "kd", "student": student, "width": 0.1, "width_factor": 0.5,
+              "epochs": 20, "batch_size": 40, "lr": 0.01}
+    model, measured = compressed(trained, blobs, params)
+    assert measured["student"] == ("resnet18" if student == "self" else student)
+    if student == "self":
+        assert count_parameters(model) < count_parameters(trained)
+    assert accuracy_on_blobs(model, blobs) > 0.7
+    again = reload(tmp_path, model, params)
+    with torch.no_grad():  # not bit-equal: fine-tuning leaves weights channels-last
+        assert torch.allclose(again(blobs[0][:8]), model(blobs[0][:8]), atol=1e-4)
+
+
+def test_qat_recovers_4bit_accuracy(trained, blobs):
+    params = {"method": "qat", "weight_bits": 4, "act_bits": 4, "edge_bits": 4,
+              "observer": "ema", "finetune_epochs": 4, "batch_size": 50, "lr": 0.002}
+    model, _ = compressed(trained, blobs, params)
+    assert accuracy_on_blobs(model, blobs) > 0.9
+
+
 BAD_COMPRESSIONS = {
     "bits 0": ({"method": "ptq", "weight_bits": 0, "act_bits": 8}, "weight_bits"),
     "bits 1": ({"method": "ptq", "weight_bits": 8, "act_bits": 1}, "act_bits"),
@@ -47,6 +103,11 @@ BAD_COMPRESSIONS = {
     "sparsity negative": ({"method": "prune", "sparsity": -0.1, "finetune_epochs": 1},
                           "sparsity"),
     "prune without sparsity": ({"method": "prune", "finetune_epochs": 1}, "sparsity"),
+    "ratio 1": ({"method": "channel-prune", "channel_ratio": 1.0, "finetune_epochs": 1},
+                "channel_ratio"),
+    "unknown student": ({"method": "kd", "student": "resnet9000", "epochs": 1}, "student"),
+    "qat 9 bits": ({"method": "qat", "weight_bits": 9, "act_bits": 8, "finetune_epochs": 1},
+                   "weight_bits"),
 }
 
 

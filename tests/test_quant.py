@@ -1,47 +1,70 @@
+import pytest
 import torch
 
 from siblings.artifacts import save_tensors
 from siblings.compress import COMPRESSIONS, load_model
-from siblings.quant import QuantConv2d, calibrate, quantize_modules, quantize_weight
+from siblings.quant import QuantScheme, calibrate, fake_quant_modules, to_int8
 
 from conftest import tiny_spec
 
 
-def test_weight_quantization_levels_and_error():
-    w = torch.randn(8, 4, 3, 3)
-    for bits in (8, 4):
-        q = quantize_weight(w, bits, per_channel=True)
-        assert q[0].unique().numel() <= 2 ** bits
-        step = w.abs().amax(dim=(1, 2, 3), keepdim=True) / (2 ** bits - 1) * 2
-        assert ((q - w).abs() <= step / 2 + 1e-6).all()
+def quantized(trained, blobs, **scheme) -> torch.nn.Module:
+    model = load_copy(trained)
+    params = {"method": "ptq", "weight_bits": 8, "act_bits": 8, **scheme}
+    COMPRESSIONS.get("ptq").prepare(model, params)
+    calibrate(model, blobs[0][:100])
+    return model
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_weights_take_at_most_2_to_the_bits_levels(trained, blobs, bits):
+    model = quantized(trained, blobs, weight_bits=bits, act_bits=bits, edge_bits=bits)
+    layer = next(m for m in model.modules() if hasattr(m, "weight_fake_quant"))
+    q = layer.weight_fake_quant(layer.weight.detach())
+    assert all(q[c].unique().numel() <= 2 ** bits for c in range(q.shape[0]))
+    step = layer.weight_fake_quant.scale.view(-1, 1, 1, 1)
+    assert ((q - layer.weight).abs() <= step / 2 + 1e-6).all()
 
 
 def test_straight_through_gradient_reaches_inputs_and_weights(trained, blobs):
-    model = load_copy(trained)
-    quantize_modules(model.backbone, 4, 4)
-    calibrate(model, blobs[0][:64])
+    model = quantized(trained, blobs, weight_bits=4, act_bits=4)
     x = blobs[0][:8].clone().requires_grad_(True)
     model(x).sum().backward()
     assert x.grad.abs().sum() > 0
-    conv = next(m for m in model.modules() if isinstance(m, QuantConv2d))
-    assert conv.weight.grad.abs().sum() > 0
+    layer = next(m for m in model.modules() if hasattr(m, "weight_fake_quant"))
+    assert layer.weight.grad.abs().sum() > 0
 
 
-def test_8bit_sibling_agrees_with_full_model(trained, blobs):
-    model = load_copy(trained)
-    COMPRESSIONS.get("ptq").prepare(model, {"weight_bits": 8, "act_bits": 8})
-    calibrate(model, blobs[0][:100])
+def test_weight_only_mode_leaves_activations_float(trained, blobs):
+    model = quantized(trained, blobs, weight_bits=4, act_bits=32, edge_bits=4)
+    assert fake_quant_modules(model)
+    assert all(fq.quant_max == 7 for fq in fake_quant_modules(model))  # only 4-bit weights
+
+
+def test_8bit_fake_quant_matches_pytorch_int8_runtime(trained, blobs):
+    model = quantized(trained, blobs)
+    int8 = torch.nn.Sequential(model.preprocess, to_int8(model.backbone))
+    assert any(p.is_quantized for p in int8.state_dict().values()
+               if isinstance(p, torch.Tensor))
     x = blobs[0]
     with torch.no_grad():
-        agree = (model(x).argmax(1) == trained(x).argmax(1)).float().mean()
-    assert agree >= 0.97
+        agree = (model(x).argmax(1) == int8(x).argmax(1)).float().mean()
+        full_agree = (model(x).argmax(1) == trained(x).argmax(1)).float().mean()
+    assert agree >= 0.99
+    assert full_agree >= 0.97
 
 
-def test_saved_sibling_reloads_identically(tmp_path, trained, blobs):
-    model = load_copy(trained)
-    params = {"method": "ptq", "weight_bits": 4, "act_bits": 4}
-    COMPRESSIONS.get("ptq").prepare(model, params)
-    calibrate(model, blobs[0][:100])
+def test_per_layer_and_per_channel_are_different_schemes(trained, blobs):
+    per_layer = quantized(trained, blobs, weight_bits=4, act_bits=8, per_channel=False)
+    layer = next(m for m in per_layer.modules() if hasattr(m, "weight_fake_quant"))
+    assert layer.weight_fake_quant.scale.numel() == 1
+    assert QuantScheme.from_params({"weight_bits": 8, "act_bits": 8}).is_int8
+
+
+@pytest.mark.parametrize("observer", ["minmax", "histogram", "ema"])
+def test_saved_sibling_reloads_identically(tmp_path, trained, blobs, observer):
+    params = {"method": "ptq", "weight_bits": 4, "act_bits": 4, "observer": observer}
+    model = quantized(trained, blobs, **params)
     path = tmp_path / "s.safetensors"
     save_tensors(path, model.state_dict(), {"spec": model.spec.to_dict(), "compression": params})
     again, _ = load_model(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -10,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import project_copy, snakemake
+from conftest import ROOT, project_copy, snakemake
 
 EXPECTED_TYPES = {
     "dataset": "string", "arch": "string", "compression": "string", "defense": "string",
@@ -30,10 +31,31 @@ def planned_jobs(result) -> dict[str, int]:
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
+def readme_example(name: str, language: str) -> str:
+    """The code block after ``<!-- example: name -->`` in the README."""
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- example: {name} -->\n```{language}\n(.*?)```", readme, re.S)
+    assert match, f"README lost its '{name}' example"
+    return match.group(1)
+
+
+def add_readme_compression(work: Path) -> None:
+    """Applies the README's worked example (a user's own compression) to a project copy."""
+    with open(work / "src/siblings/compress.py", "a") as f:
+        f.write("\n\n" + readme_example("compression", "python"))
+    cfg = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    cfg["compressions"].update(yaml.safe_load(readme_example("compression-config", "yaml")))
+    (work / "config/smoke.yaml").write_text(yaml.safe_dump(cfg))
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
+    """The smoke workflow, with the README's example compression added as a user would."""
     work = project_copy(tmp_path_factory.mktemp("project"))
+    add_readme_compression(work)
+    start = time.time()
     result = snakemake(work, "--configfile", "config/smoke.yaml")
+    (work / "smoke_seconds").write_text(f"{time.time() - start:.0f}")
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     return work
 
@@ -57,7 +79,35 @@ def test_smoke_produces_typed_parquet_and_report(smoke_run):
     assert len(models) == len(cfg["archs"]) * (2 + len(cfg["compressions"]))
     summary = (smoke_run / "reports/smoke/summary.md").read_text()
     assert "amplification" in summary.lower()
-    assert (smoke_run / "reports/smoke/transfer_success.png").stat().st_size > 10_000
+    for figure in ("transfer_success.png", "accuracy_vs_size.png"):
+        assert (smoke_run / "reports/smoke" / figure).stat().st_size > 10_000
+    assert int((smoke_run / "smoke_seconds").read_text()) <= 180
+
+
+def test_smoke_measures_every_compression_family_as_a_product(smoke_run):
+    models = pd.read_parquet(smoke_run / "results/smoke/models.parquet")
+    siblings = models[models.role == "sibling"]
+    assert {"quantization", "unstructured pruning", "structured pruning",
+            "distillation"} <= set(siblings.compression_family)
+    assert siblings[["size_bytes", "parameters", "agreement_with_full"]].notna().all().all()
+    full = models[models.role == "full"].set_index("arch")
+    for _, r in siblings.iterrows():
+        if r.runtime.startswith("none"):  # sub-8-bit: no CPU kernels to time
+            assert pd.isna(r.latency_ms)
+        else:
+            assert r.latency_ms > 0
+        assert r.size_bytes < full.loc[r.arch, "size_bytes"], r.compression
+    int8 = siblings[siblings.compression == "ptq-w8a8"]
+    assert (int8.runtime.str.startswith("int8") & (int8.deployed_agreement >= 99)).all()
+    assert (siblings[siblings.compression == "prune-s50"].parameter_reduction >= 0.4).all()
+    assert (siblings[siblings.compression == "prune-u80"].sparsity.sub(0.8).abs() <= 0.01).all()
+    fp16 = siblings[siblings.compression == "fp16"]  # the README's worked example
+    assert len(fp16) == len(full)
+    assert (fp16.set_index("arch").test_accuracy - full.test_accuracy).abs().max() < 1
+    bench = pd.read_parquet(smoke_run / "results/smoke/benchmark.parquet")
+    sib_rows = bench[bench.source_role == "sibling"]
+    assert sib_rows[["source_size_bytes", "source_parameters"]].notna().all().all()
+    assert bench[bench.source_role != "sibling"].source_size_bytes.isna().all()
 
 
 def test_nothing_changed_means_nothing_to_do(smoke_run):
@@ -87,7 +137,7 @@ def test_attack_code_edit_reruns_only_attack_and_downstream(smoke_run):
 BAD_CONFIGS = {
     "unknown arch": ({"archs": {"resnet9000": {}}}, "unknown architecture 'resnet9000'; allowed:"),
     "unknown compression": ({"compressions": {"zip": {"method": "zip"}}},
-                            "unknown compression method 'zip'; allowed: prune, ptq"),
+                            "unknown compression method 'zip'; allowed: channel-prune, kd, prune, ptq, qat"),
     "unknown dataset": ({"dataset": {"name": "mnist3d"}}, "unknown dataset 'mnist3d'; allowed:"),
     "negative eps": ({"attacks": {"pgd": {"method": "pgd", "eps": [-0.1]}}},
                      "attacks.pgd.eps.0"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,9 @@ BENCHMARK_SCHEMA = pa.schema([
     ("n_examples", pa.int64()), ("n_success", pa.int64()), ("success_rate", pa.float64()),
     ("source_success_rate", pa.float64()), ("amplification", pa.float64()),
     ("target_clean_acc", pa.float64()), ("source_clean_acc", pa.float64()),
+    ("source_agreement_with_full", pa.float64()), ("source_parameters", pa.int64()),
+    ("source_size_bytes", pa.int64()), ("source_latency_ms", pa.float64()),
+    ("source_runtime", pa.string()), ("source_deployed_agreement", pa.float64()),
     ("seed", pa.int64()), ("job_config_hash", pa.string()), ("code_version", pa.string()),
     ("config_hash", pa.string()), ("run_name", pa.string()), ("git_commit", pa.string()),
     ("package_versions", pa.string()),
@@ -31,7 +35,11 @@ MODELS_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("arch", pa.string()), ("role", pa.string()),
     ("compression", pa.string()), ("compression_family", pa.string()), ("width", pa.float64()),
     ("seed", pa.int64()), ("parameters", pa.int64()), ("test_accuracy", pa.float64()),
-    ("agreement_with_full", pa.float64()), ("sparsity", pa.float64()), ("n_test", pa.int64()), ("code_version", pa.string()),
+    ("agreement_with_full", pa.float64()), ("sparsity", pa.float64()),
+    ("parameter_reduction", pa.float64()), ("size_bytes", pa.int64()),
+    ("latency_ms", pa.float64()), ("runtime", pa.string()), ("deployed_accuracy", pa.float64()),
+    ("deployed_agreement", pa.float64()), ("measured", pa.string()), ("n_test", pa.int64()),
+    ("code_version", pa.string()),
     ("config_hash", pa.string()), ("run_name", pa.string()),
 ])
 
@@ -60,16 +68,35 @@ def _write(df: pd.DataFrame, schema: pa.Schema, out: str | Path) -> None:
         pq.write_table(table, tmp)
 
 
+# Sibling measurements copied onto every attack row whose source is that sibling.
+SOURCE_COLUMNS = {"agreement_with_full": "source_agreement_with_full",
+                  "parameters": "source_parameters", "size_bytes": "source_size_bytes",
+                  "latency_ms": "source_latency_ms", "runtime": "source_runtime",
+                  "deployed_agreement": "source_deployed_agreement"}
+
+
+def with_sibling_measurements(df: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
+    """Joins each sibling's product measurements onto the attack rows it is the source of."""
+    sib = models[models.role == "sibling"][["arch", "compression", *SOURCE_COLUMNS]]
+    out = df.merge(sib.rename(columns=SOURCE_COLUMNS), on=["arch", "compression"], how="left")
+    out.loc[out.source_role != "sibling", list(SOURCE_COLUMNS.values())] = None
+    return out
+
+
 def model_row(meta: dict, role: str, dataset: str) -> dict:
     """One row of ``models.parquet`` from a weights sidecar."""
-    return {
+    measured = meta.get("measured", {})
+    return {**{k: meta.get("product", {}).get(k) for k in
+               ("size_bytes", "latency_ms", "runtime", "deployed_accuracy", "deployed_agreement")},
         "dataset": dataset, "arch": meta["spec"]["arch"], "role": role,
         "compression": meta.get("compression_id") or "none",
         "compression_family": meta.get("family") or "none",
         "width": float(meta["spec"]["width"]), "seed": meta["seed"],
         "parameters": meta["parameters"], "test_accuracy": meta["test_accuracy"],
         "agreement_with_full": meta.get("agreement_with_full", np.nan),
-        "sparsity": meta.get("measured", {}).get("sparsity", np.nan),
+        "sparsity": measured.get("sparsity", np.nan),
+        "parameter_reduction": measured.get("parameter_reduction", np.nan),
+        "measured": json.dumps(measured, sort_keys=True),
         "n_test": meta["n_test"], "code_version": meta["code_version"],
     }
 
@@ -86,14 +113,15 @@ def run(attack_tables: list[str], model_sidecars: dict[str, list[str]], config: 
         digest = config_hash(config)
         stamp = {"config_hash": digest, "run_name": config["name"]}
         dataset = config["dataset"]["name"]
+        models = pd.DataFrame([model_row(read_json(p), role, dataset)
+                               for role, paths in model_sidecars.items() for p in paths])
         df = pd.concat([pd.read_parquet(p) for p in attack_tables], ignore_index=True)
+        df = with_sibling_measurements(df, models)
         df["amplification"] = amplification(df)
         df = df.assign(**stamp, git_commit=git_commit(),
                        package_versions=str(sorted(package_versions().items())))
         df = df.sort_values(["arch", "attack", "source_role", "source_id", "eps"])
         _write(df, BENCHMARK_SCHEMA, benchmark_out)
-        models = pd.DataFrame([model_row(read_json(p), role, dataset)
-                               for role, paths in model_sidecars.items() for p in paths])
         _write(models.assign(**stamp), MODELS_SCHEMA, models_out)
         with atomic_path(config_out) as tmp:
             tmp.write_text(f"# config_hash: {digest}\n" + yaml.safe_dump(config, sort_keys=True))

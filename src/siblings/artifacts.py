@@ -55,11 +55,39 @@ def read_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def _without_aliases(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One name per tensor: a module registered twice (quantization graphs share observers
+    between ops) shows up under two names, and safetensors refuses shared storage."""
+    seen: set[tuple] = set()
+    unique = {}
+    for name in sorted(tensors):
+        t = tensors[name]
+        key = (t.data_ptr(), t.dtype, tuple(t.shape), t.stride())
+        if t.numel() and key in seen:
+            continue
+        seen.add(key)
+        unique[name] = t
+    return unique
+
+
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Writes tensors as safetensors and ``meta`` as the JSON sidecar, both atomically."""
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp))
+        save_file({k: v.detach().contiguous().cpu() for k, v in _without_aliases(tensors).items()},
+                  str(tmp))
     write_json(sidecar_path(path), meta)
+
+
+def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Loads saved ``tensors`` into ``model``; names dropped as aliases must alias a loaded one."""
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    state = model.state_dict()
+    loaded = {state[k].data_ptr() for k in tensors if k in state}
+    unfilled = [k for k in missing if state[k].data_ptr() not in loaded]
+    if unexpected or unfilled:
+        raise RuntimeError(f"weights do not fit the model (saved by other code?): "
+                           f"{len(unfilled)} missing, e.g. {unfilled[:3]}; "
+                           f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}")
 
 
 def _check_safetensors(path: Path) -> None:

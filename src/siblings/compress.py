@@ -1,13 +1,15 @@
 """The ``compress`` stage: a registry of methods that turn a full model into an on-device sibling.
 
-A method is two functions: ``prepare`` changes the model's structure (so a saved sibling
-can be rebuilt before its weights are loaded) and ``fit`` calibrates or fine-tunes it on
-the data splits and returns what it measured (e.g. the real sparsity). Config names each method+level with a short stable id (``ptq-w8a8``)
+A method is three functions. ``prepare`` changes the model's structure (so a saved sibling
+can be rebuilt before its weights are loaded), ``fit`` calibrates, fine-tunes or distils it
+and returns what it measured (e.g. the real sparsity), and ``deploy`` says what a device
+would load and run. Config names each method+level with a short stable id (``ptq-w8a8``)
 whose parameters say which method to run.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,47 +17,120 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.nn.utils import prune
 
-from siblings.artifacts import load_tensors, save_tensors
+from siblings.artifacts import load_state, load_tensors, save_tensors
 from siblings.data import Splits
-from siblings.engine import load_splits, predict, setup_torch
+from siblings.engine import load_splits, logits, predict, setup_torch
 from siblings.logs import log, log_to
+from siblings.measure import Deployment, float_deployment, measure, state_bytes
 from siblings.models import ModelSpec, SiblingNet, count_parameters, create_model
-from siblings.quant import calibrate, quantize_modules
+from siblings.quant import (QuantScheme, calibrate, fake_quant_modules, observe_during_training,
+                            quantize_backbone, to_int8)
 from siblings.registry import Registry
 from siblings.train import fit
 
 
 @dataclass(frozen=True)
-class Compression:
-    """``prepare(model, params)`` rebuilds the structure; ``fit(model, splits, params, seed)``
-    calibrates or fine-tunes and returns measured properties for the sidecar."""
+class Job:
+    """What a method's ``fit`` may use: the data, its config entry, the seed and the frozen
+    full model it compresses (the teacher, for distillation)."""
 
+    splits: Splits
+    params: dict
+    seed: int
+    full: SiblingNet
+
+    def finetune(self, model: nn.Module, epochs: float, lr: float, desc: str,
+                 targets: torch.Tensor | None = None,
+                 loss_fn: Callable = F.cross_entropy) -> None:
+        """Trains ``model`` on the train split (labels unless ``targets`` are given)."""
+        y = self.splits.labels("train") if targets is None else targets
+        fit(model, self.splits.images("train"), y, epochs, self.params.get("batch_size", 128),
+            lr, self.params.get("weight_decay", 0.0), self.seed, desc, loss_fn)
+
+
+@dataclass(frozen=True)
+class Compression:
     prepare: Callable[[SiblingNet, dict], None]
-    fit: Callable[[SiblingNet, Splits, dict, int], dict]
+    fit: Callable[[SiblingNet, Job], dict]
+    deploy: Callable[[SiblingNet, dict], Deployment]
     family: str
 
 
 COMPRESSIONS: Registry[Compression] = Registry("compression method")
 
 
-def _ptq_prepare(model: SiblingNet, params: dict) -> None:
-    n = quantize_modules(model.backbone, params["weight_bits"], params["act_bits"],
-                         params.get("per_channel", True))
-    if n == 0:
-        raise ValueError(f"{model.spec.arch} has no Conv2d/Linear layer to quantize")
+def _no_structure_change(model: SiblingNet, params: dict) -> None:
+    """Nothing to rebuild: the method only changes weight values."""
 
 
-def _ptq_fit(model: SiblingNet, splits: Splits, params: dict, seed: int) -> dict:
-    x = splits.images("calib")[: params.get("calib_size", len(splits.labels("calib")))]
+def _float_deploy(model: SiblingNet, params: dict) -> Deployment:
+    return float_deployment(model)
+
+
+# --- quantization -----------------------------------------------------------------------
+
+def _example_input(model: SiblingNet) -> torch.Tensor:
+    spec = model.spec
+    return model.preprocess(torch.zeros(2, spec.in_chans, spec.input_size, spec.input_size))
+
+
+def _quant_prepare(model: SiblingNet, params: dict) -> None:
+    scheme = QuantScheme.from_params(params)
+    model.backbone = quantize_backbone(model.backbone, scheme, _example_input(model))
+    if not fake_quant_modules(model.backbone):
+        raise ValueError(f"{model.spec.arch} has no layer PyTorch can quantize")
+
+
+def _calib_images(job: Job) -> torch.Tensor:
+    return job.splits.images("calib")[: job.params.get("calib_size")]
+
+
+def _ptq_fit(model: SiblingNet, job: Job) -> dict:
+    x = _calib_images(job)
     calibrate(model, x)
     return {"calibration_images": len(x)}
 
 
-COMPRESSIONS.register("ptq")(Compression(prepare=_ptq_prepare, fit=_ptq_fit,
-                                         family="quantization"))
+def _qat_fit(model: SiblingNet, job: Job) -> dict:
+    """Calibrate, then fine-tune through the fake quantizers (STE), then freeze the ranges.
+    With ``observer: ema`` (PyTorch's QAT recipe) the ranges keep tracking during training;
+    with the others they stay as calibrated."""
+    x = _calib_images(job)
+    calibrate(model, x)
+    observe_during_training(model, QuantScheme.from_params(job.params).observer == "ema")
+    job.finetune(model, job.params["finetune_epochs"], job.params.get("lr", 5e-4), "QAT")
+    observe_during_training(model, False)
+    return {"calibration_images": len(x)}
 
+
+def _packed_bytes(model: SiblingNet, weight_bits: int) -> int:
+    """Bytes with every quantized weight bit-packed and everything else in float32."""
+    quantized = {id(m.weight) for m in model.modules() if hasattr(m, "weight_fake_quant")}
+    bits = sum(p.numel() * (weight_bits if id(p) in quantized else 32)
+               for p in model.parameters())
+    return (bits + 7) // 8
+
+
+def _quant_deploy(model: SiblingNet, params: dict) -> Deployment:
+    """8-bit: PyTorch's real int8 model; narrower: bit-packed weights, no CPU runtime."""
+    scheme = QuantScheme.from_params(params)
+    if not scheme.is_int8:
+        return Deployment(None, _packed_bytes(model, scheme.weight_bits),
+                          f"none (no w{scheme.weight_bits}a{scheme.act_bits} CPU kernels)")
+    int8 = nn.Sequential(model.preprocess, to_int8(model.backbone))
+    return Deployment(int8, state_bytes(int8), "int8 (PyTorch onednn)")
+
+
+COMPRESSIONS.register("ptq")(Compression(_quant_prepare, _ptq_fit, _quant_deploy,
+                                         "quantization"))
+COMPRESSIONS.register("qat")(Compression(_quant_prepare, _qat_fit, _quant_deploy,
+                                         "quantization"))
+
+
+# --- unstructured pruning ---------------------------------------------------------------
 
 def prunable_weights(model: nn.Module) -> list[tuple[nn.Module, str]]:
     """Conv and linear weights that global magnitude pruning competes over.
@@ -74,28 +149,104 @@ def sparsity(model: nn.Module) -> float:
     return sum((w == 0).sum().item() for w in weights) / sum(w.numel() for w in weights)
 
 
-def _no_structure_change(model: SiblingNet, params: dict) -> None:
-    """Unstructured pruning keeps shapes: the zeros live in the saved weights."""
-
-
-def _prune_fit(model: SiblingNet, splits: Splits, params: dict, seed: int) -> dict:
+def _prune_fit(model: SiblingNet, job: Job) -> dict:
     """Global L1 magnitude pruning, fine-tuned with the mask fixed, then made permanent."""
     model.to(memory_format=torch.contiguous_format)  # global pruning flattens with view()
     targets = prunable_weights(model.backbone)
     prune.global_unstructured(targets, pruning_method=prune.L1Unstructured,
-                              amount=params["sparsity"])
+                              amount=job.params["sparsity"])
     log.info("pruned to %.4f sparsity; fine-tuning %s epochs", sparsity(model.backbone),
-             params["finetune_epochs"])
-    fit(model, splits.images("train"), splits.labels("train"), params["finetune_epochs"],
-        params.get("batch_size", 128), params.get("lr", 1e-3), 0.0, seed, "fine-tune")
+             job.params["finetune_epochs"])
+    job.finetune(model, job.params["finetune_epochs"], job.params.get("lr", 1e-3), "fine-tune")
     for module, name in targets:
         prune.remove(module, name)
     return {"sparsity": sparsity(model.backbone)}
 
 
-COMPRESSIONS.register("prune")(Compression(prepare=_no_structure_change, fit=_prune_fit,
-                                           family="unstructured pruning"))
+def _sparse_deploy(model: SiblingNet, params: dict) -> Deployment:
+    """Pruned weights stored as float32 nonzeros plus a 1-bit mask; dense kernels run them
+    (PyTorch has no faster sparse convolution on CPU)."""
+    pruned = {id(getattr(m, n)) for m, n in prunable_weights(model.backbone)}
+    bits = sum(32 * int((p != 0).sum()) + p.numel() if id(p) in pruned else 32 * p.numel()
+               for p in model.parameters())
+    return Deployment(model, (bits + 7) // 8, "float32 (sparse storage)")
 
+
+COMPRESSIONS.register("prune")(Compression(_no_structure_change, _prune_fit, _sparse_deploy,
+                                           "unstructured pruning"))
+
+
+# --- structured channel pruning ---------------------------------------------------------
+
+def _channel_prepare(model: SiblingNet, params: dict) -> None:
+    """Removes ``channel_ratio`` of the channels of every prunable group (torch-pruning,
+    L1 group magnitude; the classifier keeps its outputs).
+
+    The ratio is uniform per layer, so the pruned shapes depend only on the architecture:
+    a saved sibling reloads by pruning a fresh model the same way and loading weights.
+    """
+    import torch_pruning as tp
+
+    example = torch.zeros(1, model.spec.in_chans, model.spec.input_size, model.spec.input_size)
+    classifier = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+    pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
+                                  pruning_ratio=params["channel_ratio"],
+                                  ignored_layers=[classifier])
+    pruner.step()
+
+
+def _channel_fit(model: SiblingNet, job: Job) -> dict:
+    before = count_parameters(job.full)
+    job.finetune(model, job.params["finetune_epochs"], job.params.get("lr", 1e-3), "fine-tune")
+    return {"parameter_reduction": 1.0 - count_parameters(model) / before}
+
+
+COMPRESSIONS.register("channel-prune")(Compression(_channel_prepare, _channel_fit,
+                                                   _float_deploy, "structured pruning"))
+
+
+# --- knowledge distillation -------------------------------------------------------------
+
+def student_spec(parent: ModelSpec, params: dict) -> ModelSpec:
+    """``student: self`` is a narrower copy of the parent (``width_factor``); any other
+    registered architecture is built at ``width`` (1.0 if unset)."""
+    if params["student"] == "self":
+        return replace(parent, width=parent.width * params.get("width_factor", 0.5),
+                       pretrained=False)
+    return replace(parent, arch=params["student"], width=params.get("width", 1.0), extra={},
+                   pretrained=False)
+
+
+def _kd_prepare(model: SiblingNet, params: dict) -> None:
+    """The sibling shares no weights with its parent: a fresh student replaces the backbone."""
+    student = create_model(student_spec(model.spec, params))
+    model.spec = student.spec
+    model.backbone = student.backbone
+
+
+def kd_loss(temperature: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Hinton et al.'s soft-label loss: KL to the teacher's tempered softmax, times T^2."""
+
+    def loss(out: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        return F.kl_div(F.log_softmax(out / temperature, 1),
+                        F.softmax(teacher_logits / temperature, 1),
+                        reduction="batchmean") * temperature ** 2
+
+    return loss
+
+
+def _kd_fit(model: SiblingNet, job: Job) -> dict:
+    soft = logits(job.full, job.splits.images("train"))
+    job.finetune(model, job.params["epochs"], job.params.get("lr", 3e-3),
+                 f"distil {model.spec.arch}", targets=soft,
+                 loss_fn=kd_loss(job.params.get("temperature", 4.0)))
+    return {"student": model.spec.arch, "student_width": model.spec.width}
+
+
+COMPRESSIONS.register("kd")(Compression(_kd_prepare, _kd_fit, _float_deploy, "distillation"))
+
+
+# --- the stage --------------------------------------------------------------------------
 
 def load_model(path: str | Path) -> tuple[SiblingNet, dict]:
     """Rebuilds a full model or sibling from its safetensors weights and JSON sidecar."""
@@ -105,7 +256,7 @@ def load_model(path: str | Path) -> tuple[SiblingNet, dict]:
     if meta.get("compression"):
         comp = meta["compression"]
         COMPRESSIONS.get(comp["method"]).prepare(model, comp)
-    model.load_state_dict(tensors)
+    load_state(model, tensors)
     model.eval()
     return model, meta
 
@@ -117,26 +268,29 @@ def run(data: str, full: str, out: str, compression_id: str, params: dict, seed:
         setup_torch(threads, seed)
         splits = load_splits(data)
         model, full_meta = load_model(full)
+        teacher, _ = load_model(full)
         x_test, y_test = splits.images("test"), splits.labels("test")
-        full_pred = predict(model, x_test)
+        full_pred = predict(teacher, x_test)
         method = COMPRESSIONS.get(params["method"])
         start = time.time()
         method.prepare(model, params)
-        measured = method.fit(model, splits, params, seed)
+        measured = method.fit(model, Job(splits, params, seed, teacher))
+        seconds = time.time() - start
         pred = predict(model, x_test)
         acc = 100.0 * (pred == y_test).float().mean().item()
         agree = 100.0 * (pred == full_pred).float().mean().item()
-        log.info("%s %s: accuracy %.2f%% (full %.2f%%), agreement with full %.2f%%",
-                 full_meta["spec"]["arch"], compression_id, acc, full_meta["test_accuracy"], agree)
+        product = measure(method.deploy(model, params), x_test, y_test, reference=pred)
+        log.info("%s %s: accuracy %.2f%% (full %.2f%%), agreement with full %.2f%%; "
+                 "deployed as %s: %s", full_meta["spec"]["arch"], compression_id, acc,
+                 full_meta["test_accuracy"], agree, product["runtime"], product)
         meta = {
             "kind": "sibling", "spec": full_meta["spec"], "seed": seed,
             "parent": {"path": str(full), "test_accuracy": full_meta["test_accuracy"],
                        "code_version": full_meta["code_version"]},
             "compression_id": compression_id, "compression": params,
-            "family": method.family, "measured": measured, "test_accuracy": acc, "agreement_with_full": agree,
-            "n_test": len(y_test), "parameters": count_parameters(model),
-            "compress_seconds": time.time() - start, "code_version": code_version,
+            "family": method.family, "measured": measured, "test_accuracy": acc,
+            "agreement_with_full": agree, "n_test": len(y_test),
+            "parameters": count_parameters(model), "product": product,
+            "compress_seconds": seconds, "code_version": code_version,
         }
         save_tensors(out, model.state_dict(), meta)
-
-

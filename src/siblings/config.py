@@ -65,6 +65,10 @@ def _check_names(config: dict) -> None:
     for cid, params in config["compressions"].items():
         need(f"compressions.{cid}.method", params["method"], COMPRESSIONS.names(),
              "compression method")
+        student = params.get("student")
+        if student is not None and student != "self":
+            need(f"compressions.{cid}.student", student, ["self", *ARCHITECTURES.names()],
+                 "student architecture")
         calib = params.get("calib_size")
         if calib is not None and calib > config["dataset"]["calib_size"]:
             problems.append(f"config key 'compressions.{cid}.calib_size': {calib} exceeds "

@@ -27,10 +27,15 @@ def load_splits(path: str | Path) -> Splits:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Top-1 labels of ``model`` (in eval mode) for images ``x`` in [0, 1]."""
+def logits(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Outputs of ``model`` (in eval mode) for images ``x`` in [0, 1], batched."""
     model.eval()
-    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Top-1 labels of ``model`` for images ``x`` in [0, 1]."""
+    return logits(model, x, batch_size).argmax(1)
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:

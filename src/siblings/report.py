@@ -36,6 +36,50 @@ def transfer_figure(df: pd.DataFrame, out: str | Path) -> None:
     plt.close(grid.figure)
 
 
+def efficiency_figure(models: pd.DataFrame, out: str | Path) -> None:
+    """Accuracy vs deployed size: one panel per architecture, siblings coloured by family,
+    the full model (role ``full``) as a black star; the efficiency side of the trade-off."""
+    data = models[models.role.isin(["full", "sibling"])].assign(
+        size_kb=lambda d: d["size_bytes"] / 1024,
+        kind=lambda d: d["compression_family"].where(d.role == "sibling", "full model"))
+    families = sorted(data.loc[data.role == "sibling", "kind"].unique())
+    palette = {**dict(zip(families, sns.color_palette("tab10", len(families)))),
+               "full model": "black"}
+    markers = {**{f: "o" for f in families}, "full model": "*"}
+    grid = sns.relplot(data=data, x="size_kb", y="test_accuracy", hue="kind", style="kind",
+                       markers=markers, palette=palette, col="arch", col_wrap=4, s=90,
+                       height=3.0, aspect=1.1, facet_kws={"sharex": False, "sharey": False})
+    for ax, (_, panel) in zip(grid.axes.flat, data.groupby("arch", sort=True)):
+        ax.set_xscale("log")
+        for _, r in panel[panel.role == "sibling"].iterrows():
+            ax.annotate(r.compression, (r.size_kb, r.test_accuracy), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")
+    grid.set_axis_labels("deployed size (KiB, log)", "test accuracy (%)")
+    grid.set_titles("{col_name}")
+    grid.figure.suptitle("Siblings as products: accuracy vs size", y=1.03)
+    with atomic_path(out) as tmp:
+        grid.figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(grid.figure)
+
+
+def product_table(models: pd.DataFrame) -> pd.DataFrame:
+    """Every full model and sibling as a product; accuracy cost against its full model."""
+    full_acc = models[models.role == "full"].set_index("arch")["test_accuracy"]
+    rows = models[models.role.isin(["full", "sibling"])].sort_values(["arch", "role", "compression"])
+    return pd.DataFrame({
+        "arch": rows.arch, "model": rows.compression.where(rows.role == "sibling", "full"),
+        "family": rows.compression_family,
+        "accuracy (%)": rows.test_accuracy.round(2),
+        "vs full (pts)": (rows.test_accuracy - rows.arch.map(full_acc)).round(2),
+        "agreement with full (%)": rows.agreement_with_full.round(2),
+        "parameters": rows.parameters,
+        "size (KiB)": (rows.size_bytes / 1024).round(1),
+        "latency b=1 (ms)": rows.latency_ms.round(2),
+        "runtime": rows.runtime,
+        "deployed vs sibling agreement (%)": rows.deployed_agreement.round(2),
+    })
+
+
 def _fmt_ratio(x: float) -> str:
     return "n/a" if pd.isna(x) else ("inf" if x == float("inf") else f"{x:.2f}x")
 
@@ -88,6 +132,17 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame) -> str:
         "",
         "![transfer success](transfer_success.png)",
         "",
+        "## Siblings as products",
+        "",
+        "Size is what a device loads: float32 safetensors; PyTorch's int8 model for 8-bit",
+        "quantization (its agreement with the fake-quantized sibling the attacks use is the",
+        "last column); bit-packed weights for narrower bit-widths, which have no PyTorch CPU",
+        "kernels (no latency); nonzeros plus a bitmask for unstructured pruning (run dense).",
+        "",
+        product_table(models).to_markdown(index=False),
+        "",
+        "![accuracy vs size](accuracy_vs_size.png)",
+        "",
         "## Models (accuracy on the test split, %)",
         "",
         models[model_cols].sort_values(["arch", "role", "compression"]).to_markdown(
@@ -105,11 +160,12 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame) -> str:
     ])
 
 
-def run(benchmark: str, models: str, figure_out: str, summary_out: str,
+def run(benchmark: str, models: str, figure_out: str, efficiency_out: str, summary_out: str,
         log_file: str | None = None) -> None:
     with log_to(log_file):
         df, mdf = pd.read_parquet(benchmark), pd.read_parquet(models)
         transfer_figure(df, figure_out)
+        efficiency_figure(mdf, efficiency_out)
         with atomic_path(summary_out) as tmp:
             tmp.write_text(summary_markdown(df, mdf))
         log.info("report written: %s, %s", figure_out, summary_out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -12,14 +13,18 @@ from tqdm import tqdm
 from siblings.artifacts import save_tensors
 from siblings.engine import accuracy, load_splits, setup_torch
 from siblings.logs import log, log_to
+from siblings.measure import float_deployment, measure
 from siblings.models import ModelSpec, SiblingNet, count_parameters, create_model
 
 
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, batch_size: int,
-        lr: float, weight_decay: float, seed: int, desc: str = "train") -> nn.Module:
+        lr: float, weight_decay: float, seed: int, desc: str = "train",
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = nn.functional.cross_entropy,
+        ) -> nn.Module:
     """AdamW with a one-cycle schedule: the fastest reliable way to a good model in few epochs.
 
-    ``epochs`` may be fractional (fine-tuning). Batches come from a seeded permutation, so
+    ``y`` holds what ``loss_fn`` compares outputs with: labels, or a teacher's logits when
+    distilling. ``epochs`` may be fractional (fine-tuning). Batches come from a seeded permutation, so
     the same seed gives the same model on the same machine.
     """
     g = torch.Generator().manual_seed(seed)
@@ -36,7 +41,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, batch
             perm = torch.randperm(len(x), generator=g)
         idx = perm[i * batch_size:(i + 1) * batch_size]
         xb = x[idx].contiguous(memory_format=torch.channels_last)
-        loss = nn.functional.cross_entropy(model(xb), y[idx])
+        loss = loss_fn(model(xb), y[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -67,13 +72,16 @@ def run(data: str, out: str, arch: str, width: float, seed: int, params: dict,
         start = time.time()
         fit(model, splits.images("train"), splits.labels("train"), params["epochs"],
             params["batch_size"], params["lr"], params["weight_decay"], seed, f"train {arch}")
+        seconds = time.time() - start
         acc = accuracy(model, splits.images("test"), splits.labels("test"))
-        log.info("%s seed %d: test accuracy %.2f%% after %.0f s", arch, seed, acc,
-                 time.time() - start)
+        product = measure(float_deployment(model), splits.images("test"), splits.labels("test"),
+                          reference=None)
+        log.info("%s seed %d: test accuracy %.2f%% after %.0f s; %s", arch, seed, acc, seconds,
+                 product)
         meta = {
             "kind": "full", "spec": model.spec.to_dict(), "seed": seed, "train": params,
             "test_accuracy": acc, "n_test": len(splits.labels("test")),
-            "parameters": count_parameters(model), "train_seconds": time.time() - start,
+            "parameters": count_parameters(model), "product": product, "train_seconds": seconds,
             "code_version": code_version, "compression": None,
         }
         save_tensors(Path(out), model.state_dict(), meta)

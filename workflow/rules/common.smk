@@ -31,7 +31,8 @@ SIBLING = f"{RESULTS}/models/{{arch}}/sibling/{{compression}}.safetensors"
 ATTACK = f"{RESULTS}/attacks/{{arch}}/{{attack}}/{{role}}/{{source}}.parquet"
 BENCHMARK = f"results/{NAME}/benchmark.parquet"
 MODELS = f"results/{NAME}/models.parquet"
-REPORT_FILES = [f"reports/{NAME}/transfer_success.png", f"reports/{NAME}/summary.md"]
+REPORT_FILES = [f"reports/{NAME}/transfer_success.png", f"reports/{NAME}/accuracy_vs_size.png",
+                f"reports/{NAME}/summary.md"]
 
 
 def _alternatives(names):

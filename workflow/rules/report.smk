@@ -8,6 +8,11 @@ rule report:
             caption="../report/transfer_success.rst",
             category="Transfer",
         ),
+        efficiency=report(
+            f"reports/{NAME}/accuracy_vs_size.png",
+            caption="../report/accuracy_vs_size.rst",
+            category="Efficiency",
+        ),
         summary=f"reports/{NAME}/summary.md",
     log:
         f"{LOGS}/report.log",
