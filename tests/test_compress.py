@@ -118,3 +118,21 @@ def test_bad_compression_parameters_name_the_key(case):
     cfg["compressions"] = {"bad": entry}
     with pytest.raises(ConfigError, match=rf"compressions\.bad.*{key}"):
         validate(cfg, SCHEMA)
+
+
+def test_an_architecture_pytorch_cannot_convert_to_int8_is_flagged_not_dropped(
+        trained, blobs, monkeypatch):
+    model = load_copy(trained)
+    params = {"method": "ptq", "weight_bits": 8, "act_bits": 8}
+    method = COMPRESSIONS.get("ptq")
+    method.prepare(model, params)
+    method.fit(model, Job(blob_splits(blobs), params, 0, trained))
+
+    def unsupported(backbone):
+        raise NotImplementedError("Could not run 'quantized::layer_norm' with arguments")
+
+    monkeypatch.setattr("siblings.compress.to_int8", unsupported)
+    deployment = method.deploy(model, params)
+    assert deployment.model is None
+    assert "int8 conversion failed: NotImplementedError: Could not run" in deployment.runtime
+    assert 0 < deployment.size_bytes
