@@ -38,7 +38,7 @@ CASES = {
     "unknown arch": (lambda c: c["archs"].update({"resnet9000": {}}),
                      r"archs\.resnet9000.*unknown architecture 'resnet9000'; allowed: alexnet"),
     "unknown compression": (lambda c: c["compressions"].update({"zip": {"method": "zip"}}),
-                            r"compressions\.zip\.method.*allowed: prune, ptq"),
+                            r"compressions\.zip\.method.*allowed: channel-prune, kd, prune, ptq, qat"),
     "unknown dataset": (lambda c: c["dataset"].update(name="mnist3d"),
                         r"dataset\.name.*allowed: cifar10, fashion-mnist, imagefolder"),
     "negative eps": (lambda c: c["attacks"]["pgd"].update(eps=[-0.1]),
