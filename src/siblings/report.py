@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from siblings.artifacts import atomic_path  # noqa: E402
 from siblings.logs import log, log_to  # noqa: E402
@@ -47,10 +48,11 @@ def efficiency_figure(models: pd.DataFrame, out: str | Path) -> None:
                "full model": "black"}
     markers = {**{f: "o" for f in families}, "full model": "*"}
     grid = sns.relplot(data=data, x="size_kb", y="test_accuracy", hue="kind", style="kind",
-                       markers=markers, palette=palette, col="arch", col_wrap=4, s=90,
+                       markers=markers, palette=palette, col="arch", col_wrap=4, s=120,
                        height=3.0, aspect=1.1, facet_kws={"sharex": False, "sharey": False})
     for ax, (_, panel) in zip(grid.axes.flat, data.groupby("arch", sort=True)):
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap
         for _, r in panel[panel.role == "sibling"].iterrows():
             ax.annotate(r.compression, (r.size_kb, r.test_accuracy), fontsize=6,
                         xytext=(3, 3), textcoords="offset points")
