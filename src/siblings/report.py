@@ -16,6 +16,13 @@ from siblings.artifacts import atomic_path  # noqa: E402
 from siblings.logs import log, log_to  # noqa: E402
 
 
+def _save(grid: sns.FacetGrid, out: str | Path) -> None:
+    """Writes a figure atomically (a half-written PNG never replaces a good one)."""
+    with atomic_path(out) as tmp:
+        grid.figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    plt.close(grid.figure)
+
+
 def source_label(row: pd.Series) -> str:
     """Legend label of an attack's source: the role, plus the compression for siblings."""
     return f"sibling {row.compression}" if row.source_role == "sibling" else row.source_role
@@ -32,9 +39,7 @@ def transfer_figure(df: pd.DataFrame, out: str | Path) -> None:
     grid.set_titles("{col_name} / {row_name}")
     grid.figure.suptitle(f"Transfer success against the full model ({df.dataset.iloc[0]})",
                          y=1.02)
-    with atomic_path(out) as tmp:
-        grid.figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    plt.close(grid.figure)
+    _save(grid, out)
 
 
 def efficiency_figure(models: pd.DataFrame, out: str | Path) -> None:
@@ -59,9 +64,7 @@ def efficiency_figure(models: pd.DataFrame, out: str | Path) -> None:
     grid.set_axis_labels("deployed size (KiB, log)", "test accuracy (%)")
     grid.set_titles("{col_name}")
     grid.figure.suptitle("Siblings as products: accuracy vs size", y=1.03)
-    with atomic_path(out) as tmp:
-        grid.figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-    plt.close(grid.figure)
+    _save(grid, out)
 
 
 def product_table(models: pd.DataFrame) -> pd.DataFrame:
