@@ -87,9 +87,11 @@ def test_distilled_student_learns_from_soft_labels_and_shares_no_weights(tmp_pat
         assert torch.allclose(again(blobs[0][:8]), model(blobs[0][:8]), atol=1e-4)
 
 
-def test_qat_recovers_4bit_accuracy(trained, blobs):
+@pytest.mark.parametrize("distill", [False, True])
+def test_qat_recovers_4bit_accuracy(trained, blobs, distill):
     params = {"method": "qat", "weight_bits": 4, "act_bits": 4, "edge_bits": 4,
-              "observer": "ema", "finetune_epochs": 4, "batch_size": 50, "lr": 0.002}
+              "observer": "ema", "finetune_epochs": 4, "batch_size": 50, "lr": 0.002,
+              "distill": distill, "bias_correction": True}
     model, _ = compressed(trained, blobs, params)
     assert accuracy_on_blobs(model, blobs) > 0.9
 

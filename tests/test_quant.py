@@ -3,7 +3,8 @@ import torch
 
 from siblings.artifacts import save_tensors
 from siblings.compress import COMPRESSIONS, load_model
-from siblings.quant import QuantScheme, calibrate, fake_quant_modules, to_int8
+from siblings.quant import (QuantScheme, activation_quantizers, calibrate, correct_bias,
+                            fake_quant_modules, fold, search_ranges, to_int8)
 
 from conftest import tiny_spec
 
@@ -70,6 +71,61 @@ def test_saved_sibling_reloads_identically(tmp_path, trained, blobs, observer):
     again, _ = load_model(path)
     with torch.no_grad():
         assert torch.equal(again(blobs[0][:16]), model.eval()(blobs[0][:16]))
+
+
+def _mean_preactivation_gaps(quantized_model, trained, x) -> list[float]:
+    """Per layer, the largest per-channel gap between quantized and float mean outputs."""
+    from siblings.quant import _channel_means, _preactivation
+
+    folded, layers = fold(trained.backbone), dict(quantized_model.backbone.named_modules())
+    gaps, seen = [], {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, _channel_means(o)))
+             for n, m in folded.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks += [layers[n].register_forward_hook(
+        lambda m, i, o, n=n: gaps.append((_channel_means(_preactivation(m, i[0])) - seen[n])
+                                         .abs().max().item()))
+        for n, m in folded.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        folded(trained.preprocess(x))
+        quantized_model.backbone(trained.preprocess(x))
+    for hook in hooks:
+        hook.remove()
+    return gaps
+
+
+def test_bias_correction_removes_the_mean_shift_of_every_layer(trained, blobs):
+    model = quantized(trained, blobs, weight_bits=3, act_bits=3, edge_bits=3)
+    x = blobs[0][:200]
+    before = _mean_preactivation_gaps(model, trained, x)
+    correct_bias(model.backbone, fold(trained.backbone), trained.preprocess(x))
+    after = _mean_preactivation_gaps(model, trained, x)
+    assert max(before) > 0.01
+    assert max(after) < 1e-4
+
+
+def test_range_search_never_worsens_the_divergence_from_the_full_model(trained, blobs):
+    from torch.nn import functional as F
+
+    model = quantized(trained, blobs, weight_bits=3, act_bits=3, edge_bits=3)
+    x = blobs[0][:200]
+    with torch.no_grad():
+        reference = trained.eval()(x)
+
+        def kl() -> float:
+            return F.kl_div(F.log_softmax(model(x), 1), F.log_softmax(reference, 1),
+                            log_target=True, reduction="batchmean").item()
+
+        before = kl()
+        scales = [q.scale.clone() for q in activation_quantizers(model)]
+        search_ranges(model, x, reference)
+        assert kl() <= before + 1e-6
+    assert any(not torch.equal(s, q.scale) for s, q in zip(scales, activation_quantizers(model)))
+
+
+def test_range_search_refuses_a_histogram_observer(trained, blobs):
+    model = quantized(trained, blobs, weight_bits=4, act_bits=4, observer="histogram")
+    with pytest.raises(ValueError, match="range_search needs observer minmax or ema"):
+        search_ranges(model, blobs[0][:50], trained.eval()(blobs[0][:50]).detach())
 
 
 def load_copy(model):

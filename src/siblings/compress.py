@@ -26,8 +26,8 @@ from siblings.engine import load_splits, logits, predict, setup_torch
 from siblings.logs import log, log_to
 from siblings.measure import Deployment, float_deployment, measure, state_bytes
 from siblings.models import ModelSpec, SiblingNet, count_parameters, create_model
-from siblings.quant import (QuantScheme, calibrate, fake_quant_modules, observe_during_training,
-                            quantize_backbone, to_int8)
+from siblings.quant import (QuantScheme, calibrate, correct_bias, fake_quant_modules, fold,
+                            observe_during_training, quantize_backbone, search_ranges, to_int8)
 from siblings.registry import Registry
 from siblings.train import fit
 
@@ -94,22 +94,36 @@ def _calib_images(job: Job) -> torch.Tensor:
     return job.splits.images("calib")[: job.params.get("calib_size")]
 
 
-def _ptq_fit(model: SiblingNet, job: Job) -> dict:
+REFINE_IMAGES = 500  # one batch for bias correction; enough to rank a few ranges per activation
+
+
+def _calibrate(model: SiblingNet, job: Job) -> dict:
+    """Observes activation ranges, then the optional post-training refinements: empirical
+    ``bias_correction`` and a loss-aware ``range_search`` against the full model's outputs."""
     x = _calib_images(job)
     calibrate(model, x)
+    if job.params.get("bias_correction"):
+        correct_bias(model.backbone, fold(job.full.backbone), model.preprocess(x[:REFINE_IMAGES]))
+    if job.params.get("range_search"):
+        search_ranges(model, x[:REFINE_IMAGES], logits(job.full, x[:REFINE_IMAGES]))
     return {"calibration_images": len(x)}
 
 
 def _qat_fit(model: SiblingNet, job: Job) -> dict:
     """Calibrate, then fine-tune through the fake quantizers (STE), then freeze the ranges.
     With ``observer: ema`` (PyTorch's QAT recipe) the ranges keep tracking during training;
-    with the others they stay as calibrated."""
-    x = _calib_images(job)
-    calibrate(model, x)
+    with the others they stay as calibrated. ``distill`` trains on the full model's tempered
+    soft labels (Hinton et al.) instead of the hard labels."""
+    measured = _calibrate(model, job)
     observe_during_training(model, QuantScheme.from_params(job.params).observer == "ema")
-    job.finetune(model, job.params["finetune_epochs"], job.params.get("lr", 5e-4), "QAT")
+    targets, loss = None, F.cross_entropy
+    if job.params.get("distill"):  # the full model's soft labels carry more signal per image
+        targets = logits(job.full, job.splits.images("train"))
+        loss = kd_loss(job.params.get("temperature", 4.0))
+    job.finetune(model, job.params["finetune_epochs"], job.params.get("lr", 5e-4), "QAT",
+                 targets=targets, loss_fn=loss)
     observe_during_training(model, False)
-    return {"calibration_images": len(x)}
+    return measured
 
 
 def _packed_bytes(model: SiblingNet, weight_bits: int) -> int:
@@ -141,7 +155,7 @@ def _quant_deploy(model: SiblingNet, params: dict) -> Deployment:
     return Deployment(int8, state_bytes(int8), "int8 (PyTorch onednn)")
 
 
-COMPRESSIONS.register("ptq")(Compression(_quant_prepare, _ptq_fit, _quant_deploy,
+COMPRESSIONS.register("ptq")(Compression(_quant_prepare, _calibrate, _quant_deploy,
                                          "quantization"))
 COMPRESSIONS.register("qat")(Compression(_quant_prepare, _qat_fit, _quant_deploy,
                                          "quantization"))
