@@ -24,7 +24,7 @@ def test_defaults_are_filled_without_touching_the_input():
     raw = smoke()
     cfg = validate(raw, SCHEMA)
     assert cfg["source_roles"] == ["sibling", "independent", "whitebox"]
-    assert cfg["attacks"]["pgd"]["step_size_factor"] == 2.5
+    assert cfg["attacks"]["pgd"]["norm"] == "linf" and cfg["attacks"]["pgd"]["seed"] == 0
     assert "source_roles" not in raw
 
 
@@ -51,6 +51,31 @@ CASES = {
                          r"compressions\.ptq-x.*'weight_bits' is a required property"),
     "unknown role": (lambda c: c.update(source_roles=["oracle"]),
                      r"unknown source role 'oracle'"),
+    "unknown role of an attack": (lambda c: c["attacks"]["mifgsm"].update(roles=["oracle"]),
+                                  r"attacks\.mifgsm\.roles.*unknown source role 'oracle'; "
+                                  r"allowed: sibling, independent, cross-arch, whitebox"),
+    "unknown attack": (lambda c: c["attacks"]["pgd"].update(method="cw"),
+                       r"attacks\.pgd\.method.*unknown attack method 'cw'; allowed: mifgsm, pgd"),
+    "eps zero": (lambda c: c["attacks"]["pgd"].update(eps=[0]),
+                 r"attacks\.pgd\.eps\.0.*0 is less than or equal to the minimum of 0"),
+    "eps above 1": (lambda c: c["attacks"]["pgd"].update(eps=[1.5]),
+                    r"attacks\.pgd\.eps\.0.*1\.5 is greater than the maximum of 1"),
+    "budget zero": (lambda c: c["attacks"]["rgf"].update(queries=0),
+                    r"attacks\.rgf\.queries.*0 is less than the minimum of 1"),
+    "budget negative": (lambda c: c["attacks"]["rgf"].update(queries=-10),
+                        r"attacks\.rgf\.queries.*-10 is less than the minimum of 1"),
+    "query attack without budget": (lambda c: c["attacks"]["rgf"].pop("queries"),
+                                    r"attacks\.rgf\.queries': a query attack needs a query budget"),
+    "cross-arch source not in the run": (
+        lambda c: c["cross_arch"].update(resnet18="alexnet"),
+        r"cross_arch\.resnet18.*unknown cross-arch source .* 'alexnet'; allowed: vgg16"),
+    "cross-arch role without a source": (
+        lambda c: c["cross_arch"].pop("vgg16"),
+        r"cross-arch role of 'mifgsm' needs a source for vgg16"),
+    "baseline with a prior": (lambda c: c["attacks"]["prgf"].update(baseline="pgd"),
+                              r"attacks\.prgf\.baseline.*'pgd' is not a no-prior attack.*allowed: rgf"),
+    "unknown sibling of an attack": (lambda c: c["attacks"]["prgf"].update(siblings=["ptq-w3a3"]),
+                                     r"attacks\.prgf\.siblings.*'ptq-w3a3' is not a compression id"),
 }
 
 

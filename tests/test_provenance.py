@@ -1,19 +1,23 @@
 import shutil
 
+import pytest
+
 from siblings.provenance import SRC, code_hash, config_hash, stage_modules
 
 
 def test_stage_hash_follows_imports_only():
-    attack_files = {p.name for p in stage_modules("attack")}
-    assert {"attack.py", "models.py", "compress.py", "quant.py"} <= attack_files
+    attack_files = {p.relative_to(SRC).as_posix() for p in stage_modules("attack")}
+    assert {"attack.py", "models.py", "compress.py", "quant.py", "attacks/__init__.py",
+            "attacks/base.py", "attacks/query.py", "attacks/transfer.py"} <= attack_files
     assert "attack.py" not in {p.name for p in stage_modules("train")}
 
 
-def test_editing_attack_code_changes_only_the_attack_hash(tmp_path):
+@pytest.mark.parametrize("edited", ["attack.py", "attacks/query.py"])
+def test_editing_attack_code_changes_only_the_attack_hash(tmp_path, edited):
     src = tmp_path / "siblings"
     shutil.copytree(SRC, src, ignore=shutil.ignore_patterns("__pycache__"))
     before = {s: code_hash(s, src) for s in ("data", "train", "compress", "attack")}
-    with open(src / "attack.py", "a") as f:
+    with open(src / edited, "a") as f:
         f.write("\n# an edit\n")
     after = {s: code_hash(s, src) for s in before}
     assert after["attack"] != before["attack"]

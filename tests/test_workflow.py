@@ -17,8 +17,33 @@ EXPECTED_TYPES = {
     "dataset": "string", "arch": "string", "compression": "string", "defense": "string",
     "attack": "string", "source_role": "string", "eps": "double", "n_examples": "int64",
     "success_rate": "double", "target_clean_acc": "double", "source_clean_acc": "double",
-    "config_hash": "string", "code_version": "string",
+    "config_hash": "string", "code_version": "string", "query_budget": "int64",
+    "queries_at_success": "list<element: double>", "query_reduction": "double",
 }
+
+
+def attack_sources(cfg: dict) -> list[tuple[str, str, int]]:
+    """(attack, role, number of sources) for every attack and role the config asks for."""
+    out = []
+    for aid, params in cfg["attacks"].items():
+        roles = (["none"] if params["method"] in ("rgf", "square")
+                 else params.get("roles", cfg.get("source_roles", ["sibling", "independent", "whitebox"])))
+        for role in roles:
+            out.append((aid, role, len(params.get("siblings", cfg["compressions"]))
+                        if role == "sibling" else 1))
+    return out
+
+
+def expected_rows(cfg: dict) -> dict[str, int]:
+    """Rows per source role: every attack x role x source x eps x arch."""
+    rows: dict[str, int] = {}
+    for aid, role, n in attack_sources(cfg):
+        rows[role] = rows.get(role, 0) + n * len(cfg["attacks"][aid]["eps"]) * len(cfg["archs"])
+    return rows
+
+
+def expected_attack_jobs(cfg: dict) -> int:
+    return sum(n for _, _, n in attack_sources(cfg)) * len(cfg["archs"])
 
 
 def planned_jobs(result) -> dict[str, int]:
@@ -66,10 +91,7 @@ def test_smoke_produces_typed_parquet_and_report(smoke_run):
     assert {col: str(schema.field(col).type) for col in EXPECTED_TYPES} == EXPECTED_TYPES
     df = pd.read_parquet(path)
     cfg = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
-    n_roles = {"sibling": len(cfg["compressions"]), "independent": 1, "whitebox": 1}
-    per_arch = sum(n_roles.values()) * len(cfg["attacks"]["pgd"]["eps"])
-    assert len(df) == len(cfg["archs"]) * per_arch
-    assert set(df.source_role) == set(n_roles)
+    assert df.source_role.value_counts().to_dict() == expected_rows(cfg)
     assert (df.defense == "none").all()
     assert df.success_rate.between(0, 1).all()
     assert df.config_hash.nunique() == 1
@@ -79,7 +101,16 @@ def test_smoke_produces_typed_parquet_and_report(smoke_run):
     assert len(models) == len(cfg["archs"]) * (2 + len(cfg["compressions"]))
     summary = (smoke_run / "reports/smoke/summary.md").read_text()
     assert "amplification" in summary.lower()
-    for figure in ("transfer_success.png", "accuracy_vs_size.png"):
+    assert "query reduction" in summary.lower()
+    queries = df[df.attack_kind == "query"]
+    assert set(queries.attack) == {"prgf", "rgf"}
+    for _, r in queries.iterrows():
+        spent = pd.Series(r.queries_at_success).dropna()
+        assert len(r.queries_at_success) == r.n_examples and (spent <= r.query_budget).all()
+        assert len(spent) == r.n_success
+    prgf = queries[queries.attack == "prgf"]
+    assert (prgf.baseline_attack == "rgf").all() and prgf.queries_needed.notna().all()
+    for figure in ("transfer_success.png", "accuracy_vs_size.png", "query_success.png"):
         assert (smoke_run / "reports/smoke" / figure).stat().st_size > 10_000
     assert int((smoke_run / "smoke_seconds").read_text()) <= 180
 
@@ -120,7 +151,7 @@ def test_attack_parameter_change_reruns_only_attack_and_downstream(smoke_run):
     (smoke_run / "config/edited.yaml").write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", "config/edited.yaml"))
     assert set(jobs) == {"attack", "aggregate", "report", "all"}
-    assert jobs["attack"] == len(cfg["archs"]) * (len(cfg["compressions"]) + 2)
+    assert jobs["attack"] == sum(n for a, _, n in attack_sources(cfg) if a == "pgd") * len(cfg["archs"])
 
 
 def test_attack_code_edit_reruns_only_attack_and_downstream(smoke_run):
@@ -180,4 +211,4 @@ def test_full_config_plans_all_nineteen_architectures(tmp_path):
     assert len(cfg["archs"]) == 19
     assert jobs["train"] == 2 * 19
     assert jobs["compress"] == 19 * len(cfg["compressions"])
-    assert jobs["attack"] == 19 * (len(cfg["compressions"]) + 2)
+    assert jobs["attack"] == expected_attack_jobs(cfg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,16 @@ from siblings.provenance import config_hash, git_commit, package_versions
 BENCHMARK_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("arch", pa.string()), ("compression", pa.string()),
     ("compression_family", pa.string()), ("defense", pa.string()), ("attack", pa.string()),
-    ("attack_method", pa.string()), ("source_role", pa.string()), ("source_id", pa.string()),
-    ("source_arch", pa.string()), ("eps", pa.float64()), ("steps", pa.int64()),
-    ("n_examples", pa.int64()), ("n_success", pa.int64()), ("success_rate", pa.float64()),
-    ("source_success_rate", pa.float64()), ("amplification", pa.float64()),
+    ("attack_method", pa.string()), ("attack_kind", pa.string()), ("source_role", pa.string()),
+    ("source_id", pa.string()), ("source_arch", pa.string()), ("norm", pa.string()),
+    ("targeted", pa.bool_()), ("eps", pa.float64()), ("steps", pa.int64()),
+    ("query_budget", pa.int64()), ("n_examples", pa.int64()), ("n_success", pa.int64()),
+    ("success_rate", pa.float64()), ("source_success_rate", pa.float64()),
+    ("queries_at_success", pa.list_(pa.float64())), ("mean_queries_success", pa.float64()),
+    ("median_queries_success", pa.float64()), ("prior_lambda_one", pa.float64()),
+    ("amplification", pa.float64()), ("baseline_attack", pa.string()),
+    ("baseline_success_rate", pa.float64()), ("baseline_queries_needed", pa.float64()),
+    ("queries_needed", pa.float64()), ("query_reduction", pa.float64()),
     ("target_clean_acc", pa.float64()), ("source_clean_acc", pa.float64()),
     ("source_agreement_with_full", pa.float64()), ("source_parameters", pa.int64()),
     ("source_size_bytes", pa.int64()), ("source_latency_ms", pa.float64()),
@@ -57,6 +64,49 @@ def amplification(df: pd.DataFrame) -> pd.Series:
         ratio = df["success_rate"].to_numpy(dtype=float) / base
     ratio[(df["source_role"] != "sibling").to_numpy()] = np.nan
     return pd.Series(ratio, index=df.index)
+
+
+def queries_to_reach(queries_at_success: list[float], rate: float) -> float:
+    """Fewest queries by which a fraction ``rate`` of the images had succeeded, read off
+    the per-image queries at success (NaN = never succeeded within the budget); +inf if
+    the attack never got there. ``rate`` 0 needs no queries."""
+    needed = math.ceil(rate * len(queries_at_success) - 1e-9)
+    done = np.sort(np.asarray(queries_at_success, dtype=float))
+    done = done[~np.isnan(done)]
+    if needed == 0:
+        return 0.0
+    return float(done[needed - 1]) if needed <= len(done) else math.inf
+
+
+def query_reduction(df: pd.DataFrame, attacks: dict) -> pd.DataFrame:
+    """For each query attack with a ``baseline`` (P-RGF vs RGF), the query reduction factor
+    at equal success: the queries the baseline needed to reach its final success rate,
+    divided by the queries this attack needed to reach that same rate (same arch, eps).
+
+    Censoring: an image that failed counts as never succeeding. If this attack never
+    reaches the baseline's rate within its budget, ``queries_needed`` is inf and the factor
+    is NaN (no claim); if the baseline succeeded on nothing, the factor is NaN too.
+    """
+    out = df.assign(baseline_attack=None, baseline_success_rate=np.nan,
+                    baseline_queries_needed=np.nan, queries_needed=np.nan, query_reduction=np.nan)
+    keys = ["dataset", "arch", "eps"]
+    for attack_id, params in attacks.items():
+        base_id = params.get("baseline")
+        if base_id is None:
+            continue
+        base = df[df.attack == base_id].set_index(keys)
+        for i, row in df[df.attack == attack_id].iterrows():
+            key = tuple(row[k] for k in keys)
+            if key not in base.index:
+                continue
+            b = base.loc[key]
+            base_needed = queries_to_reach(b.queries_at_success, b.success_rate)
+            needed = queries_to_reach(row.queries_at_success, b.success_rate)
+            factor = base_needed / needed if b.success_rate > 0 and math.isfinite(needed) else np.nan
+            out.loc[i, ["baseline_attack", "baseline_success_rate", "baseline_queries_needed",
+                        "queries_needed", "query_reduction"]] = [
+                base_id, b.success_rate, base_needed, needed, factor]
+    return out
 
 
 def _write(df: pd.DataFrame, schema: pa.Schema, out: str | Path) -> None:
@@ -118,6 +168,7 @@ def run(attack_tables: list[str], model_sidecars: dict[str, list[str]], config: 
         df = pd.concat([pd.read_parquet(p) for p in attack_tables], ignore_index=True)
         df = with_sibling_measurements(df, models)
         df["amplification"] = amplification(df)
+        df = query_reduction(df, config["attacks"])
         df = df.assign(**stamp, git_commit=git_commit(),
                        package_versions=str(sorted(package_versions().items())))
         df = df.sort_values(["arch", "attack", "source_role", "source_id", "eps"])

@@ -1,79 +1,41 @@
-"""The ``attack`` stage: adversarial examples crafted on a source model, scored on the target.
+"""The ``attack`` stage: one attack from one source against one full target, one row per eps.
 
-Attacks register under a method name and share a small base class whose hooks (loss,
-gradient, update, projection) a new attack overrides. Images live in [0, 1] pixel space
-and never leave the L-inf eps-ball; gradients flow through quantized siblings by STE.
+The attacks themselves live in :mod:`siblings.attacks`; this stage picks the images, builds
+the attack from its config entry, runs it in batches and writes what the report needs:
+success rates, and for query attacks every image's queries at success (the curves).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from siblings.artifacts import atomic_path
+from siblings.attacks import ATTACKS, AttackResult, Budget
+from siblings.attacks.base import Attack
 from siblings.compress import load_model
 from siblings.engine import load_splits, predict, setup_torch
 from siblings.logs import log, log_to
-from siblings.registry import Registry
 
-SOURCE_ROLES = ("sibling", "independent", "whitebox")
-
-
-@dataclass
-class TransferAttack:
-    """Iterative L-inf attack on a white-box source; subclasses override the hooks."""
-
-    steps: int = 10
-    step_size_factor: float = 2.5
-    random_start: bool = False
-
-    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Untargeted: raise the loss of the true label."""
-        return nn.functional.cross_entropy(logits, y, reduction="sum")
-
-    def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = x.detach().requires_grad_(True)
-        return torch.autograd.grad(self.loss(model(x), y), x)[0]
-
-    def update(self, x_adv: torch.Tensor, grad: torch.Tensor, step_size: float,
-               state: dict) -> torch.Tensor:
-        return x_adv + step_size * grad.sign()
-
-    def project(self, x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-        return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
-
-    def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Adversarial images within ``eps`` of ``x`` (L-inf) that raise ``model``'s loss on ``y``."""
-        if eps == 0:
-            return x.clone()
-        model.eval()
-        x_adv = x.clone()
-        if self.random_start:
-            noise = torch.rand(x.shape, generator=generator) * 2 - 1
-            x_adv = self.project(x + eps * noise, x, eps)
-        step_size = self.step_size_factor * eps / self.steps
-        state: dict = {}
-        for _ in range(self.steps):
-            grad = self.gradient(model, x_adv, y)
-            x_adv = self.project(self.update(x_adv.detach(), grad, step_size, state), x, eps)
-        return x_adv.detach()
+# Where a source model comes from. ``none`` is not configurable: it is the role of attacks
+# that take no source (RGF, Square), so they run once per target.
+SOURCE_ROLES = ("sibling", "independent", "cross-arch", "whitebox")
+NO_SOURCE = "none"
 
 
-ATTACKS: Registry[type[TransferAttack]] = Registry("attack method")
+def build(params: dict) -> Attack:
+    """The attack a config entry describes: its method's class with the knobs it defines."""
+    cls = ATTACKS.get(params["method"])
+    fields = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in params.items() if k in fields})
 
 
-@ATTACKS.register("pgd")
-class PGD(TransferAttack):
-    """Projected gradient descent with signed steps (Madry et al.)."""
-
-
-def attack_set(target: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int,
+def attack_set(target: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n: int,
                seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded set of ``n`` test images the target classifies correctly (same for every source)."""
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
@@ -84,52 +46,80 @@ def attack_set(target: nn.Module, x: torch.Tensor, y: torch.Tensor, n: int,
     return x[chosen], y[chosen]
 
 
-def success_rates(attack: TransferAttack, source: nn.Module, target: nn.Module, x: torch.Tensor,
-                  y: torch.Tensor, eps: float, batch_size: int, seed: int) -> dict[str, float]:
-    """Crafts on ``source`` at ``eps``; success = the target misclassifies (untargeted)."""
-    g = torch.Generator().manual_seed(seed)
-    fooled_target = fooled_source = 0
-    for i in range(0, len(y), batch_size):
-        xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-        x_adv = attack.perturb(source, xb, yb, eps, g)
-        fooled_target += (predict(target, x_adv) != yb).sum().item()
-        fooled_source += (predict(source, x_adv) != yb).sum().item()
-    n = len(y)
-    return {"n_success": fooled_target, "success_rate": fooled_target / n,
-            "source_success_rate": fooled_source / n}
+def target_classes(y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor:
+    """For targeted attacks: a seeded random class other than the true one, per image."""
+    shift = torch.randint(1, num_classes, y.shape, generator=torch.Generator().manual_seed(seed))
+    return (y + shift) % num_classes
 
 
-def run(data: str, target_path: str, source_path: str, out: str, attack_id: str, params: dict,
-        role: str, source_id: str, code_version: str, job_config_hash: str,
+def run_batched(attack: Attack, source: torch.nn.Module | None, target: torch.nn.Module,
+                x: torch.Tensor, y: torch.Tensor, budget: Budget, batch_size: int) -> AttackResult:
+    """``attack`` over ``x`` in batches; the per-image results concatenated."""
+    parts = [attack(source, target, x[i:i + batch_size], y[i:i + batch_size], budget)
+             for i in range(0, len(y), batch_size)]
+    lambdas = [v for p in parts for v in p.trace.get("lambda", [])]
+    return AttackResult(
+        torch.cat([p.x_adv for p in parts]), torch.cat([p.success for p in parts]),
+        torch.cat([p.queries for p in parts]),
+        None if parts[0].source_success is None else torch.cat([p.source_success for p in parts]),
+        {"lambda": lambdas} if lambdas else {})
+
+
+def summary(result: AttackResult) -> dict:
+    """The row fields of one result. Query statistics are over successes only, so they are
+    biased low by censoring: failures spent the whole budget and are not in them."""
+    success = result.success.numpy()
+    queries = result.queries.numpy().astype(float)
+    at_success = np.where(success, queries, np.nan)
+    lambdas = np.asarray(result.trace.get("lambda", []), dtype=float)
+    return {
+        "n_success": int(success.sum()), "success_rate": float(success.mean()),
+        "source_success_rate": (np.nan if result.source_success is None
+                                else float(result.source_success.float().mean())),
+        "queries_at_success": at_success.tolist(),
+        "mean_queries_success": float(np.nanmean(at_success)) if success.any() else np.nan,
+        "median_queries_success": float(np.nanmedian(at_success)) if success.any() else np.nan,
+        "prior_lambda_one": float((lambdas >= 1).mean()) if len(lambdas) else np.nan,
+    }
+
+
+def run(data: str, target_path: str, source_path: str | None, out: str, attack_id: str,
+        params: dict, role: str, source_id: str, code_version: str, job_config_hash: str,
         log_file: str | None = None, threads: int = 1) -> None:
-    """Runs attack ``attack_id`` from one source against the full target at every eps; one row per eps."""
+    """Runs attack ``attack_id`` from one source (none for no-prior query attacks) against
+    the full target at every eps of its config entry."""
     with log_to(log_file):
         setup_torch(threads, params["seed"])
         splits = load_splits(data)
         target, target_meta = load_model(target_path)
-        source, source_meta = load_model(source_path)
-        knobs = {k: params[k] for k in ("steps", "step_size_factor", "random_start")}
-        attack = ATTACKS.get(params["method"])(**knobs)
+        source, source_meta = load_model(source_path) if source_path else (None, {})
+        attack = build(params)
         x, y = attack_set(target, splits.images("test"), splits.labels("test"),
                           params["n_examples"], params["seed"])
+        labels = (target_classes(y, target_meta["spec"]["num_classes"], params["seed"])
+                  if params["targeted"] else y)
         rows = []
         for eps in tqdm(params["eps"], desc=f"{attack_id} {role}/{source_id}"):
             start = time.time()
-            rates = success_rates(attack, source, target, x, y, eps, params["batch_size"],
-                                  params["seed"])
-            log.info("eps %.4f: target fooled %.1f%%, source fooled %.1f%% (%.1f s)", eps,
-                     100 * rates["success_rate"], 100 * rates["source_success_rate"],
+            budget = Budget(float(eps), params["norm"], params.get("queries"))
+            stats = summary(run_batched(attack, source, target, x, labels, budget,
+                                        params["batch_size"]))
+            log.info("eps %.4f: target fooled %.1f%% (median queries over successes %s), "
+                     "%.1f s", eps, 100 * stats["success_rate"], stats["median_queries_success"],
                      time.time() - start)
             rows.append({
                 "dataset": splits.meta["dataset"], "arch": target_meta["spec"]["arch"],
                 "compression": source_meta.get("compression_id") or "none",
                 "compression_family": source_meta.get("family") or "none",
                 "defense": "none", "attack": attack_id, "attack_method": params["method"],
+                "attack_kind": "query" if attack.is_query else "transfer",
                 "source_role": role, "source_id": source_id,
-                "source_arch": source_meta["spec"]["arch"], "eps": float(eps),
-                "steps": params["steps"], "n_examples": len(y), **rates,
+                "source_arch": source_meta["spec"]["arch"] if source_meta else "none",
+                "norm": params["norm"], "targeted": params["targeted"], "eps": float(eps),
+                "steps": params.get("steps"), "query_budget": params.get("queries"),
+                "n_examples": len(y), **stats,
                 "target_clean_acc": target_meta["test_accuracy"],
-                "source_clean_acc": source_meta["test_accuracy"],
+                "source_clean_acc": source_meta.get("test_accuracy", np.nan),
                 "seed": params["seed"], "job_config_hash": job_config_hash,
                 "code_version": code_version,
             })

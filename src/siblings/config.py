@@ -12,7 +12,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from siblings.attack import ATTACKS, SOURCE_ROLES
+from siblings.attack import SOURCE_ROLES
+from siblings.attacks import ATTACKS
 from siblings.compress import COMPRESSIONS
 from siblings.data import DATASETS
 from siblings.models import ARCHITECTURES
@@ -74,14 +75,52 @@ def _check_names(config: dict) -> None:
             problems.append(f"config key 'compressions.{cid}.calib_size': {calib} exceeds "
                             f"dataset.calib_size ({config['dataset']['calib_size']})")
     for aid, params in config["attacks"].items():
-        need(f"attacks.{aid}.method", params["method"], ATTACKS.names(), "attack method")
+        problems.extend(_attack_problems(config, aid, params))
     for role in config["source_roles"]:
         need("source_roles", role, list(SOURCE_ROLES), "source role")
+    for target, source in config["cross_arch"].items():
+        need(f"cross_arch.{target}", target, list(config["archs"]), "target architecture of this run")
+        need(f"cross_arch.{target}", source, [a for a in config["archs"] if a != target],
+             "cross-arch source (another architecture of this run)")
     if config["seeds"]["full"] == config["seeds"]["independent"]:
         problems.append("config keys 'seeds.full' and 'seeds.independent' must differ: "
                         "the independent model is the attacker's own, trained apart")
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+
+
+def _attack_problems(config: dict, aid: str, params: dict) -> list[str]:
+    """What is wrong with attack ``aid``: its method, roles, siblings, budget and baseline."""
+    key = f"attacks.{aid}"
+    if params["method"] not in ATTACKS.names():
+        return [f"config key '{key}.method': unknown attack method '{params['method']}'; "
+                f"allowed: {', '.join(ATTACKS.names())}"]
+    attack = ATTACKS.get(params["method"])
+    problems = []
+    for role in params.get("roles", []):
+        if role not in SOURCE_ROLES:
+            problems.append(f"config key '{key}.roles': unknown source role '{role}'; "
+                            f"allowed: {', '.join(SOURCE_ROLES)}")
+    for cid in params.get("siblings", []):
+        if cid not in config["compressions"]:
+            problems.append(f"config key '{key}.siblings': '{cid}' is not a compression id; "
+                            f"allowed: {', '.join(config['compressions'])}")
+    roles = params.get("roles", config["source_roles"]) if attack.needs_source else []
+    missing = [a for a in config["archs"] if a not in config["cross_arch"]]
+    if "cross-arch" in roles and missing:
+        problems.append(f"config key 'cross_arch': the cross-arch role of '{aid}' needs a "
+                        f"source for {', '.join(missing)}")
+    if attack.is_query and "queries" not in params:
+        problems.append(f"config key '{key}.queries': a query attack needs a query budget "
+                        "(a positive integer)")
+    baseline = params.get("baseline")
+    if baseline is not None and (baseline not in config["attacks"] or ATTACKS.get(
+            config["attacks"][baseline]["method"]).needs_source):
+        allowed = [a for a, p in config["attacks"].items()
+                   if p["method"] in ATTACKS.names() and not ATTACKS.get(p["method"]).needs_source]
+        problems.append(f"config key '{key}.baseline': '{baseline}' is not a no-prior attack "
+                        f"of this config; allowed: {', '.join(allowed) or 'none configured'}")
+    return problems
 
 
 def _canonical(obj: object) -> object:

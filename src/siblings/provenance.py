@@ -21,40 +21,46 @@ TRACKED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "pyarrow"
 
 
 def _imports(path: Path) -> set[str]:
-    """Names of the ``siblings`` modules that the file at ``path`` imports."""
+    """Dotted names (relative to the package) of the ``siblings`` modules, subpackages
+    included, that the file at ``path`` imports; a name imported from a module may be a
+    submodule, so it is listed too and dropped later if no such file exists."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             parts = node.module.split(".")
             if parts[0] == PACKAGE:
-                found.add(parts[1] if len(parts) > 1 else "__init__")
-                if len(parts) == 1:
-                    found.update(alias.name for alias in node.names)
+                module = ".".join(parts[1:])
+                found.add(module or "__init__")
+                found.update(f"{module}.{a.name}" if module else a.name for a in node.names)
         elif isinstance(node, ast.Import):
-            found.update(a.name.split(".")[1] for a in node.names
+            found.update(a.name.split(".", 1)[1] for a in node.names
                          if a.name.startswith(PACKAGE + "."))
     return found
 
 
+def _module_file(name: str, src: Path) -> Path | None:
+    base = src.joinpath(*name.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
 def stage_modules(stage: str, src: Path = SRC) -> list[Path]:
     """The stage module and every package module it reaches through imports."""
-    seen: set[str] = set()
+    seen: set[Path] = set()
     todo = [stage]
     while todo:
-        name = todo.pop()
-        path = src / f"{name}.py"
-        if name in seen or not path.is_file():
+        path = _module_file(todo.pop(), src)
+        if path is None or path in seen:
             continue
-        seen.add(name)
+        seen.add(path)
         todo.extend(_imports(path))
-    return sorted(src / f"{n}.py" for n in seen)
+    return sorted(seen)
 
 
 def code_hash(stage: str, src: Path = SRC) -> str:
     """12-hex fingerprint of the source files that run in ``stage``."""
     h = hashlib.sha256()
     for path in stage_modules(stage, src):
-        h.update(path.name.encode())
+        h.update(path.relative_to(src).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]
 

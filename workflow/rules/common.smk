@@ -4,6 +4,8 @@
 import re
 from pathlib import Path
 
+from siblings.attack import NO_SOURCE, SOURCE_ROLES
+from siblings.attacks import ATTACKS as ATTACK_METHODS
 from siblings.config import validate
 from siblings.provenance import code_hash, config_hash
 
@@ -32,7 +34,7 @@ ATTACK = f"{RESULTS}/attacks/{{arch}}/{{attack}}/{{role}}/{{source}}.parquet"
 BENCHMARK = f"results/{NAME}/benchmark.parquet"
 MODELS = f"results/{NAME}/models.parquet"
 REPORT_FILES = [f"reports/{NAME}/transfer_success.png", f"reports/{NAME}/accuracy_vs_size.png",
-                f"reports/{NAME}/summary.md"]
+                f"reports/{NAME}/query_success.png", f"reports/{NAME}/summary.md"]
 
 
 def _alternatives(names):
@@ -43,20 +45,35 @@ wildcard_constraints:
     arch=_alternatives(ARCHS),
     compression=_alternatives(COMPRESSIONS),
     attack=_alternatives(ATTACKS),
-    role=_alternatives(ROLES),
+    role=_alternatives([*SOURCE_ROLES, NO_SOURCE]),
     seed=r"\d+",
 
 
-# Which source ids each role attacks from, and where each source's weights live.
-ROLE_SOURCES = {
-    "sibling": COMPRESSIONS,
-    "independent": [f"seed{SEED_INDEPENDENT}"],
-    "whitebox": [f"seed{SEED_FULL}"],
-}
+# Which roles an attack runs with, which source ids each role attacks from, and where each
+# source's weights live. Attacks that take no source (RGF, Square) run once, as role "none".
+def attack_roles(attack):
+    params = config["attacks"][attack]
+    if not ATTACK_METHODS.get(params["method"]).needs_source:
+        return [NO_SOURCE]
+    return params.get("roles", ROLES)
+
+
+def role_sources(arch, attack, role):
+    return {
+        "sibling": lambda: config["attacks"][attack].get("siblings", COMPRESSIONS),
+        "independent": lambda: [f"seed{SEED_INDEPENDENT}"],
+        "whitebox": lambda: [f"seed{SEED_FULL}"],
+        "cross-arch": lambda: [config["cross_arch"][arch]],
+        NO_SOURCE: lambda: [NO_SOURCE],
+    }[role]()
+
+
 ROLE_MODEL = {
     "sibling": lambda arch, source: SIBLING.format(arch=arch, compression=source),
     "independent": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed"):]),
     "whitebox": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed"):]),
+    "cross-arch": lambda arch, source: FULL.format(arch=source, seed=SEED_FULL),
+    NO_SOURCE: lambda arch, source: [],
 }
 
 
@@ -78,8 +95,8 @@ ATTACK_TABLES = [
     ATTACK.format(arch=a, attack=k, role=r, source=s)
     for a in ARCHS
     for k in ATTACKS
-    for r in ROLES
-    for s in ROLE_SOURCES[r]
+    for r in attack_roles(k)
+    for s in role_sources(a, k, r)
 ]
 MODEL_SIDECARS = {
     "full": [sidecar(FULL.format(arch=a, seed=SEED_FULL)) for a in ARCHS],

@@ -13,6 +13,11 @@ rule report:
             caption="../report/accuracy_vs_size.rst",
             category="Efficiency",
         ),
+        queries=report(
+            f"reports/{NAME}/query_success.png",
+            caption="../report/query_success.rst",
+            category="Queries",
+        ),
         summary=f"reports/{NAME}/summary.md",
     log:
         f"{LOGS}/report.log",

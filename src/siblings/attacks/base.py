@@ -1,0 +1,144 @@
+"""What every attack shares: the budget, the result, the norms, the query counter, the registry.
+
+One call, ``attack(source, target, x, y, budget) -> AttackResult``, serves transfer attacks
+(crafted on the white-box ``source``, scored on ``target``) and query attacks (``target`` is a
+black box returning scores, every image sent to it is counted; ``source``, if any, supplies a
+gradient prior). Images live in [0, 1] pixel space and never leave the eps-ball. An attack is
+untargeted unless ``targeted`` is set; then ``y`` holds the classes to reach.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar
+
+import torch
+from torch import nn
+
+from siblings.registry import Registry
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How far an attack may go: the radius ``eps`` in ``norm`` and, for query attacks, the
+    most queries it may send to the target per image."""
+
+    eps: float
+    norm: str = "linf"
+    queries: int | None = None
+
+    def __post_init__(self) -> None:
+        NORMS.get(self.norm)
+        if self.eps < 0 or (self.norm == "linf" and self.eps > 1):
+            raise ValueError(f"eps must be in [0, 1] for linf (pixels are in [0, 1]) and at "
+                             f"least 0 for l2, got {self.eps} for {self.norm}")
+        if self.queries is not None and (isinstance(self.queries, bool)
+                                         or not isinstance(self.queries, int) or self.queries < 1):
+            raise ValueError(f"the query budget must be a positive integer, got {self.queries!r}")
+
+
+@dataclass
+class AttackResult:
+    """Per image: the adversarial input, whether it fools the target, and the target queries
+    spent (at success; the whole spend when it failed)."""
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    queries: torch.Tensor
+    source_success: torch.Tensor | None = None
+    trace: dict[str, list] = field(default_factory=dict)  # e.g. P-RGF's lambda per iteration
+
+
+# --- norms: the direction of a step and the projection back into the ball ---------------
+
+def _flat_norm(t: torch.Tensor) -> torch.Tensor:
+    """Per-image L2 norm, shaped to broadcast over the image."""
+    return t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (t.dim() - 1)))
+
+
+def _linf_project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    return x_adv.clamp(min=x - eps, max=x + eps).clamp_(0.0, 1.0)
+
+
+def _l2_project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
+    delta = x_adv - x
+    delta = delta * (eps / _flat_norm(delta)).clamp(max=1.0)
+    return (x + delta).clamp(0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Norm:
+    step: Callable[[torch.Tensor], torch.Tensor]  # gradient -> steepest-ascent unit step
+    project: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]  # into the ball
+
+
+NORMS: Registry[Norm] = Registry("norm")
+NORMS.register("linf")(Norm(torch.sign, _linf_project))
+NORMS.register("l2")(Norm(lambda g: g / _flat_norm(g), _l2_project))
+
+
+# --- losses on logits ----------------------------------------------------------------------
+
+def margin(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Per image, how far from success (negative = fooled): untargeted, the true class's
+    logit minus the best other one; targeted, the best other minus the target's. Logit
+    margins do not saturate like softmax losses, so finite differences stay above noise."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return others - true if targeted else true - others
+
+
+def fooled(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    pred = logits.argmax(1)
+    return pred == y if targeted else pred != y
+
+
+# --- the black box -------------------------------------------------------------------------
+
+class BlackBox:
+    """The target as a query attacker sees it: scores for the images it is sent, no gradient.
+
+    Every image sent counts as one query against the image it perturbs (``owner``); a call
+    that would take any image past ``budget`` raises instead of answering, so no attack can
+    exceed its budget by accident.
+    """
+
+    def __init__(self, model: nn.Module, n_images: int, budget: int) -> None:
+        self.model = model.eval()
+        self.budget = budget
+        self.queries = torch.zeros(n_images, dtype=torch.long)
+
+    def remaining(self, owner: torch.Tensor) -> torch.Tensor:
+        return self.budget - self.queries[owner]
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+        spent = self.queries.index_add(0, owner, torch.ones_like(owner))
+        if (spent > self.budget).any():
+            raise RuntimeError("query budget exceeded: the attack must stop an image first")
+        self.queries = spent
+        return self.model(x)
+
+
+# --- the base class and the registry --------------------------------------------------------
+
+@dataclass
+class Attack:
+    """Base of every attack. Subclasses set ``needs_source`` and implement ``__call__``."""
+
+    targeted: bool = False
+    needs_source: ClassVar[bool] = True
+    is_query: ClassVar[bool] = False
+
+    def objective(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-image loss the attack ascends (hook): cross-entropy of the true class, or
+        minus that of the target class."""
+        ce = nn.functional.cross_entropy(logits, y, reduction="none")
+        return -ce if self.targeted else ce
+
+    def __call__(self, source: nn.Module | None, target: nn.Module, x: torch.Tensor,
+                 y: torch.Tensor, budget: Budget) -> AttackResult:
+        raise NotImplementedError
+
+
+ATTACKS: Registry[type[Attack]] = Registry("attack method")

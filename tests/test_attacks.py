@@ -1,0 +1,191 @@
+import pytest
+import torch
+from torch import nn
+
+from siblings.attack import attack_set, build, run_batched, target_classes
+from siblings.attacks import ATTACKS, BlackBox, Budget
+from siblings.attacks.base import margin
+
+QUERY_KNOBS = {"prgf": {"samples": 20, "step_size": 0.01}, "rgf": {"samples": 20, "step_size": 0.01},
+               "square": {}}
+ALL = ["pgd", "mifgsm", "prgf", "rgf", "square"]
+
+
+def make(name, **kw):
+    return ATTACKS.get(name)(**{**QUERY_KNOBS.get(name, {}), **kw})
+
+
+def budget(name, eps, norm="linf", queries=300):
+    return Budget(eps, norm, queries if ATTACKS.get(name).is_query else None)
+
+
+@pytest.fixture(scope="module")
+def images(trained, blobs):
+    return attack_set(trained, blobs[0], blobs[1], 40, seed=0)
+
+
+class Counting(nn.Module):
+    """Wraps a model and counts the images it is actually asked to score."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, x):
+        self.images += len(x)
+        return self.model(x)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_eps_zero_changes_nothing(trained, images, name):
+    x, y = images
+    result = make(name)(trained, trained, x, y, budget(name, 0.0))
+    assert torch.equal(result.x_adv, x)
+    assert not result.success.any()
+
+
+@pytest.mark.parametrize("name,norm,eps", [(n, "linf", 0.05) for n in ALL]
+                         + [(n, "l2", 1.0) for n in ["pgd", "mifgsm", "prgf", "rgf"]])
+def test_adversarial_inputs_stay_in_ball_and_pixel_range(trained, images, name, norm, eps):
+    x, y = images
+    result = make(name)(trained, trained, x, y, budget(name, eps, norm))
+    delta = (result.x_adv - x).flatten(1)
+    size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    assert (size <= eps + 1e-5).all()
+    assert result.x_adv.min() >= 0 and result.x_adv.max() <= 1
+
+
+def test_random_start_stays_in_ball(trained, images):
+    x, y = images
+    x_adv = make("pgd", random_start=True).perturb(trained, x, y, Budget(0.05))
+    assert (x_adv - x).abs().max() <= 0.05 + 1e-6
+
+
+@pytest.mark.parametrize("name", ["prgf", "rgf", "square"])
+def test_query_attacks_never_exceed_the_budget_and_count_every_call(trained, images, name):
+    x, y = images
+    target = Counting(trained)
+    attack = make(name)
+    result = attack(trained, target, x, y, Budget(0.03, "linf", 150))
+    assert result.queries.max() <= 150
+    assert result.queries.sum().item() == target.images
+    # a failure stops only when another iteration could overrun the budget
+    assert (result.queries[~result.success] > 150 - attack._cost()).all()
+
+
+def test_black_box_refuses_a_query_past_the_budget(trained, images):
+    box = BlackBox(trained, 2, budget=1)
+    box(images[0][:2], torch.tensor([0, 1]))
+    with pytest.raises(RuntimeError, match="budget exceeded"):
+        box(images[0][:1], torch.tensor([1]))
+
+
+def whitebox_early_stop(attack, model, x, y, budget, steps, step_size):
+    """White-box PGD through the attack's own hooks, freezing each image once it is fooled,
+    as a query attack does."""
+    x_adv, done = x.clone(), torch.zeros(len(y), dtype=torch.bool)
+    for _ in range(steps):
+        grad = attack.gradient(model, x_adv, y)
+        moved = attack.project(attack.update(x_adv, grad, step_size, budget.norm, {}), x, budget)
+        x_adv = torch.where(done.view(-1, 1, 1, 1), x_adv, moved)
+        with torch.no_grad():
+            done |= model(x_adv).argmax(1) != y
+    return done
+
+
+def test_prgf_with_the_target_as_prior_follows_it_and_matches_whitebox_pgd(trained, images):
+    """With a perfect prior P-RGF is white-box PGD on its margin objective, paid in queries."""
+    from siblings.attacks.transfer import PGD
+
+    class MarginPGD(PGD):  # the same objective as P-RGF, through the objective hook
+        def objective(self, logits, y):
+            return -margin(logits, y, self.targeted)
+
+    x, y = images
+    steps, eps, step = 20, 0.1, 0.01
+    prgf = make("prgf", samples=50, step_size=step, max_iterations=steps)
+    result = prgf(trained, trained, x, y, Budget(eps, "linf", steps * (10 + 1 + 50 + 1) + 1))
+    lambdas = torch.tensor(result.trace["lambda"])
+    assert (lambdas == 1).float().mean() > 0.8
+    whitebox = whitebox_early_stop(MarginPGD(), trained, x, y, Budget(eps), steps, step)
+    assert 0.2 < whitebox.float().mean() < 1  # a setting that can tell them apart
+    assert abs(result.success.float().mean() - whitebox.float().mean()) <= 0.05
+    # stepping along the prior costs no sampling: 10 probes + 1 + 1 new point per iteration
+    assert result.queries[result.success].float().median() < steps * 12
+
+
+def test_rgf_estimate_points_along_the_true_gradient(trained, images):
+    x, y = images[0][:20], images[1][:20]
+    rgf = make("rgf", samples=50)
+    from siblings.attacks.query import _Run
+
+    box = BlackBox(trained, len(y), 10_000)
+    with torch.no_grad():
+        loss = margin(trained(x), y, False)
+    run = _Run(x, y, x.clone(), loss, torch.zeros(len(y), dtype=torch.bool),
+               torch.ones(len(y), dtype=torch.bool))
+    estimate, _ = rgf.estimate(box, run, torch.arange(len(y)), None, torch.Generator().manual_seed(0))
+    xg = x.clone().requires_grad_(True)
+    true = torch.autograd.grad(-margin(trained(xg), y, False).sum(), xg)[0]
+    cosine = nn.functional.cosine_similarity(estimate.flatten(1), true.flatten(1))
+    assert cosine.mean() > 0.15  # random directions alone: about sqrt(50/784) = 0.25 expected
+    assert (cosine > 0).float().mean() >= 0.9
+
+
+def test_pgd_agrees_with_torchattacks(trained, images):
+    import torchattacks  # a test-only dependency (pyproject: test extra)
+    x, y = images
+    ours = make("pgd", steps=10, step_size_factor=2.5)(trained, trained, x, y, Budget(0.03))
+    reference = torchattacks.PGD(trained.eval(), eps=0.03, alpha=2.5 * 0.03 / 10, steps=10,
+                                 random_start=False)(x, y)
+    with torch.no_grad():
+        theirs = (trained(reference).argmax(1) != y).float().mean()
+    assert abs(ours.success.float().mean() - theirs) <= 0.02
+
+
+def test_targeted_attack_reaches_the_chosen_class(trained, images):
+    x, y = images
+    goal = target_classes(y, 10, seed=0)
+    assert (goal != y).all()
+    result = make("pgd", targeted=True, steps=20)(trained, trained, x, goal, Budget(0.3))
+    assert (trained(result.x_adv).argmax(1) == goal).float().mean() > 0.8
+    assert torch.equal(result.success, trained(result.x_adv).argmax(1) == goal)
+
+
+def test_whitebox_success_grows_with_eps(trained, blobs):
+    x, y = attack_set(trained, blobs[0], blobs[1], 100, seed=0)
+    rates = [make("pgd")(trained, trained, x, y, Budget(eps)).success.float().mean()
+             for eps in (0.01, 0.1, 0.3)]
+    assert rates[0] <= rates[1] <= rates[2]
+    assert rates[2] > 0.9
+
+
+def test_batches_give_the_same_result_as_one_call(trained, images):
+    x, y = images
+    attack = build({"method": "rgf", "samples": 10, "seed": 0, "n_examples": 9})
+    whole = run_batched(attack, None, trained, x, y, Budget(0.05, "linf", 100), 40)
+    assert whole.queries.shape == (40,)
+    assert attack.samples == 10
+
+
+def test_attack_set_holds_only_correctly_classified_images(trained, blobs):
+    x, y = attack_set(trained, blobs[0], blobs[1], 50, seed=1)
+    assert len(y) == 50
+    assert (trained(x).argmax(1) == y).all()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"eps": 0.1, "queries": 0}, "positive integer"),
+    ({"eps": 0.1, "queries": -5}, "positive integer"),
+    ({"eps": -0.1}, "eps must be"),
+    ({"eps": 1.5}, "eps must be"),
+    ({"eps": 0.1, "norm": "l3"}, "unknown norm"),
+])
+def test_bad_budgets_are_clear_errors(kwargs, match):
+    with pytest.raises((ValueError, KeyError), match=match):
+        Budget(**kwargs)
+
+
+def test_square_refuses_l2(trained, images):
+    with pytest.raises(ValueError, match="linf"):
+        make("square")(None, trained, *images, Budget(1.0, "l2", 100))
