@@ -189,3 +189,23 @@ def test_bad_budgets_are_clear_errors(kwargs, match):
 def test_square_refuses_l2(trained, images):
     with pytest.raises(ValueError, match="linf"):
         make("square")(None, trained, *images, Budget(1.0, "l2", 100))
+
+
+def test_readme_attack_example_registers_and_runs(trained, images):
+    import re
+    from pathlib import Path
+
+    from siblings.attacks import transfer
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"<!-- example: attack -->\n```python\n(.*?)```", readme, re.S)
+    assert block, "README lost its attack example"
+    namespace = {**vars(transfer), "margin": margin}
+    try:
+        exec(block.group(1), namespace)
+        x, y = images
+        result = ATTACKS.get("pgd-margin")(steps=10)(trained, trained, x, y, Budget(0.2))
+        assert result.success.float().mean() > 0.5
+        assert (result.x_adv - x).abs().max() <= 0.2 + 1e-6
+    finally:
+        ATTACKS._items.pop("pgd-margin", None)

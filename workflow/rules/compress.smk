@@ -12,6 +12,7 @@ rule compress:
         seed=SEED_FULL,
         code=code_hash("compress"),
     threads: config["threads"]["compress"]
+    priority: 1  # long jobs first, so short attack jobs fill the tail of the run
     conda:
         CONDA_ENV
     script:

@@ -11,6 +11,7 @@ rule train:
         cfg=lambda w: train_params(w.arch),
         code=code_hash("train"),
     threads: config["threads"]["train"]
+    priority: 2  # long jobs first, so short attack jobs fill the tail of the run
     conda:
         CONDA_ENV
     script:
