@@ -9,6 +9,7 @@ untargeted unless ``targeted`` is set; then ``y`` holds the classes to reach.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
@@ -123,7 +124,7 @@ class BlackBox:
 # --- the base class and the registry --------------------------------------------------------
 
 @dataclass
-class Attack:
+class Attack(ABC):
     """Base of every attack. Subclasses set ``needs_source`` and implement ``__call__``."""
 
     targeted: bool = False
@@ -136,9 +137,11 @@ class Attack:
         ce = nn.functional.cross_entropy(logits, y, reduction="none")
         return -ce if self.targeted else ce
 
+    @abstractmethod
     def __call__(self, source: nn.Module | None, target: nn.Module, x: torch.Tensor,
                  y: torch.Tensor, budget: Budget) -> AttackResult:
-        raise NotImplementedError
+        """Attacks ``target`` on images ``x`` (labels or target classes ``y``) within
+        ``budget``, using ``source`` as the white-box model or prior (None: no source)."""
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack method")
