@@ -45,6 +45,22 @@ def trained(blobs) -> torch.nn.Module:
     return model
 
 
+@pytest.fixture(scope="session")
+def data_artifact(blobs, tmp_path_factory) -> str:
+    """``blobs`` as a data-stage artifact: 300 train, 50 calibration, 50 test images."""
+    from siblings.artifacts import save_tensors
+
+    x, y = blobs
+    xu8 = (x * 255).round().to(torch.uint8)
+    parts = {"train": slice(0, 300), "calib": slice(300, 350), "test": slice(350, 400)}
+    tensors = {f"{k}_{split}": t[s].contiguous() for split, s in parts.items()
+               for k, t in (("x", xu8), ("y", y))}
+    path = tmp_path_factory.mktemp("data") / "data.safetensors"
+    save_tensors(path, tensors, {"dataset": "blobs", "channels": 1, "num_classes": 10,
+                                 "input_size": 32, "mean": [0.5], "std": [0.5]})
+    return str(path)
+
+
 def project_copy(dest: Path) -> Path:
     """A copy of the workflow and its package, so a test may edit code or write results."""
     for name in ("Snakefile", "workflow", "src", "config", "envs"):

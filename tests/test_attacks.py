@@ -4,7 +4,7 @@ from torch import nn
 
 from siblings.attack import attack_set, build, run_batched, target_classes
 from siblings.attacks import ATTACKS, BlackBox, Budget
-from siblings.attacks.base import margin
+from siblings.gradients import margin
 
 QUERY_KNOBS = {"prgf": {"samples": 20, "step_size": 0.01}, "rgf": {"samples": 20, "step_size": 0.01},
                "square": {}}

@@ -23,9 +23,10 @@ def test_shipped_configs_validate(name):
 def test_defaults_are_filled_without_touching_the_input():
     raw = smoke()
     cfg = validate(raw, SCHEMA)
-    assert cfg["source_roles"] == ["sibling", "independent", "whitebox"]
+    assert cfg["threads"] == {"train": 1, "compress": 1, "attack": 1, "defend": 1}
+    assert cfg["defenses"]["unpair-l0"]["form"] == "abs" and cfg["extract"]["temperature"] == 4.0
     assert cfg["attacks"]["pgd"]["norm"] == "linf" and cfg["attacks"]["pgd"]["seed"] == 0
-    assert "source_roles" not in raw
+    assert "threads" not in raw and "form" not in raw["defenses"]["unpair-l0"]
 
 
 def broken(edit) -> dict:
@@ -76,6 +77,30 @@ CASES = {
                               r"attacks\.prgf\.baseline.*'pgd' is not a no-prior attack.*allowed: rgf"),
     "unknown sibling of an attack": (lambda c: c["attacks"]["prgf"].update(siblings=["ptq-w3a3"]),
                                      r"attacks\.prgf\.siblings.*'ptq-w3a3' is not a compression id"),
+    "negative lambda": (lambda c: c["defenses"]["unpair-l5"].update(lam=-1),
+                        r"defenses\.unpair-l5\.lam.*-1 is less than the minimum of 0"),
+    "tolerance above 100": (lambda c: c["defenses"]["unpair-l5"].update(tolerance=101),
+                            r"defenses\.unpair-l5\.tolerance.*101 is greater than the maximum of 100"),
+    "tolerance negative": (lambda c: c["defenses"]["unpair-l5"].update(tolerance=-0.5),
+                           r"defenses\.unpair-l5\.tolerance.*-0\.5 is less than the minimum of 0"),
+    "defense of a compression that does not exist": (
+        lambda c: c["defenses"]["unpair-l5"].update(siblings=["ptq-w2a2"]),
+        r"defenses\.unpair-l5\.siblings.*'ptq-w2a2' is not a compression of this run; "
+        r"allowed: ptq-w8a8, prune-u80"),
+    "defense of an architecture not in the run": (
+        lambda c: c["defenses"]["unpair-l5"].update(archs=["alexnet"]),
+        r"defenses\.unpair-l5\.archs.*'alexnet' is not an architecture of this run"),
+    "unknown defense": (lambda c: c["defenses"]["unpair-l5"].update(method="armor"),
+                        r"defenses\.unpair-l5\.method.*unknown defense method 'armor'; allowed: unpair"),
+    "defense without a control": (lambda c: c["defenses"]["unpair-l5"].pop("control"),
+                                  r"defenses\.unpair-l5\.control.*needs a lam = 0 control.*allowed: unpair-l0"),
+    "control with another schedule": (
+        lambda c: c["defenses"]["unpair-l0"].update(epochs=2),
+        r"defenses\.unpair-l5\.control.*'unpair-l0' must have lam 0.*differs in: epochs"),
+    "unknown defense of an attack": (lambda c: c["attacks"]["pgd"].update(defenses=["nope"]),
+                                     r"attacks\.pgd\.defenses.*'nope' is not a defense id"),
+    "unknown similarity metric": (lambda c: c.update(similarity={"metrics": ["psnr"]}),
+                                  r"similarity\.metrics.*unknown similarity metric 'psnr'"),
 }
 
 

@@ -22,28 +22,45 @@ EXPECTED_TYPES = {
 }
 
 
+DEFENDED_ROLES = ("defended", "reversed", "extracted")
+
+
+def role_count(cfg: dict, params: dict, role: str, arch: str) -> int:
+    """How many sources ``role`` attacks ``arch`` from, re-derived from the config alone."""
+    if role == "sibling":
+        return len(params.get("siblings", cfg["compressions"]))
+    if role not in DEFENDED_ROLES:
+        return 1
+    n = 0
+    for did in params.get("defenses", list(cfg.get("defenses", {}))):
+        d = cfg["defenses"][did]
+        adaptive_ok = d["lam"] > 0 and d.get("adaptive", True)
+        if arch in d.get("archs", cfg["archs"]) and (role == "defended" or adaptive_ok):
+            n += sum(1 for c in d["siblings"] if c in params.get("siblings", d["siblings"]))
+    return n
+
+
 def attack_sources(cfg: dict) -> list[tuple[str, str, int]]:
-    """(attack, role, number of sources) for every attack and role the config asks for."""
+    """(attack, role, number of sources over all architectures) for every attack and role."""
     out = []
     for aid, params in cfg["attacks"].items():
         roles = (["none"] if params["method"] in ("rgf", "square")
                  else params.get("roles", cfg.get("source_roles", ["sibling", "independent", "whitebox"])))
         for role in roles:
-            out.append((aid, role, len(params.get("siblings", cfg["compressions"]))
-                        if role == "sibling" else 1))
+            out.append((aid, role, sum(role_count(cfg, params, role, a) for a in cfg["archs"])))
     return out
 
 
 def expected_rows(cfg: dict) -> dict[str, int]:
-    """Rows per source role: every attack x role x source x eps x arch."""
+    """Rows per source role: every attack x role x source x eps."""
     rows: dict[str, int] = {}
     for aid, role, n in attack_sources(cfg):
-        rows[role] = rows.get(role, 0) + n * len(cfg["attacks"][aid]["eps"]) * len(cfg["archs"])
-    return rows
+        rows[role] = rows.get(role, 0) + n * len(cfg["attacks"][aid]["eps"])
+    return {role: n for role, n in rows.items() if n}
 
 
 def expected_attack_jobs(cfg: dict) -> int:
-    return sum(n for _, _, n in attack_sources(cfg)) * len(cfg["archs"])
+    return sum(n for _, _, n in attack_sources(cfg))
 
 
 def planned_jobs(result) -> dict[str, int]:
@@ -92,13 +109,15 @@ def test_smoke_produces_typed_parquet_and_report(smoke_run):
     df = pd.read_parquet(path)
     cfg = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
     assert df.source_role.value_counts().to_dict() == expected_rows(cfg)
-    assert (df.defense == "none").all()
+    assert (df[~df.source_role.isin(DEFENDED_ROLES)].defense == "none").all()
     assert df.success_rate.between(0, 1).all()
     assert df.config_hash.nunique() == 1
     whitebox = df[df.source_role == "whitebox"].groupby("arch").success_rate.max()
     assert (whitebox > 0).all()
     models = pd.read_parquet(smoke_run / "results/smoke/models.parquet")
-    assert len(models) == len(cfg["archs"]) * (2 + len(cfg["compressions"]))
+    defended = sum(len(d["siblings"]) * len(d.get("archs", cfg["archs"]))
+                   for d in cfg["defenses"].values())
+    assert len(models) == len(cfg["archs"]) * (2 + len(cfg["compressions"])) + defended + 1
     summary = (smoke_run / "reports/smoke/summary.md").read_text()
     assert "amplification" in summary.lower()
     assert "query reduction" in summary.lower()
@@ -113,6 +132,36 @@ def test_smoke_produces_typed_parquet_and_report(smoke_run):
     for figure in ("transfer_success.png", "accuracy_vs_size.png", "query_success.png"):
         assert (smoke_run / "reports/smoke" / figure).stat().st_size > 10_000
     assert int((smoke_run / "smoke_seconds").read_text()) <= 180
+
+
+def test_smoke_defends_one_sibling_end_to_end(smoke_run):
+    df = pd.read_parquet(smoke_run / "results/smoke/benchmark.parquet")
+    attacked = df[df.source_role != "none"]
+    assert attacked[["grad_cosine", "agreement", "kl", "cka"]].notna().all().all()
+    whitebox = attacked[attacked.source_role == "whitebox"]
+    assert (whitebox.grad_cosine - 1).abs().max() < 1e-5 and (whitebox.cka - 1).abs().max() < 1e-5
+    defended = df[df.source_role.isin(DEFENDED_ROLES)]
+    assert set(defended.source_role) == set(DEFENDED_ROLES)
+    assert set(defended.source_id) == {"ptq-w8a8+unpair-l0", "ptq-w8a8+unpair-l5"}
+    unpaired = defended[defended.defense == "unpair-l5"]
+    assert (unpaired.defense_control == "unpair-l0").all() and (unpaired.defense_lambda == 5).all()
+    assert unpaired.control_success_rate.notna().all() and unpaired.undefended_success_rate.notna().all()
+    assert unpaired[unpaired.attack == "prgf"].control_query_reduction.notna().all()
+    by_role = unpaired[unpaired.attack == "pgd"].groupby("source_role").grad_cosine.first()
+    assert by_role["reversed"] == pytest.approx(-by_role["defended"])
+    models = pd.read_parquet(smoke_run / "results/smoke/models.parquet")
+    unpair = models[(models.role == "defended") & (models.defense == "unpair-l5")].iloc[0]
+    assert unpair.similarity_after < unpair.similarity_before - 0.3
+    assert unpair.accuracy_cost == pytest.approx(
+        models[(models.role == "sibling") & (models.arch == "resnet18")
+               & (models.compression == "ptq-w8a8")].test_accuracy.iloc[0] - unpair.test_accuracy)
+    assert (models.role == "extracted").sum() == 1
+    corr = pd.read_parquet(smoke_run / "results/smoke/correlations.parquet")
+    cosine = corr[(corr.metric == "grad_cosine") & (corr.attack == "pgd")].iloc[0]
+    assert cosine.n_pairs >= 3 and cosine.ci_low <= cosine.spearman <= cosine.ci_high
+    for figure in ("similarity.png", "defense.png", "lambda_sweep.png"):
+        assert (smoke_run / "reports/smoke" / figure).stat().st_size > 10_000
+    assert "similarity-unpairing" in (smoke_run / "reports/smoke/summary.md").read_text()
 
 
 def test_smoke_measures_every_compression_family_as_a_product(smoke_run):
@@ -151,7 +200,7 @@ def test_attack_parameter_change_reruns_only_attack_and_downstream(smoke_run):
     (smoke_run / "config/edited.yaml").write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", "config/edited.yaml"))
     assert set(jobs) == {"attack", "aggregate", "report", "all"}
-    assert jobs["attack"] == sum(n for a, _, n in attack_sources(cfg) if a == "pgd") * len(cfg["archs"])
+    assert jobs["attack"] == sum(n for a, _, n in attack_sources(cfg) if a == "pgd")
 
 
 def test_attack_code_edit_reruns_only_attack_and_downstream(smoke_run):

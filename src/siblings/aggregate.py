@@ -29,6 +29,14 @@ BENCHMARK_SCHEMA = pa.schema([
     ("amplification", pa.float64()), ("baseline_attack", pa.string()),
     ("baseline_success_rate", pa.float64()), ("baseline_queries_needed", pa.float64()),
     ("queries_needed", pa.float64()), ("query_reduction", pa.float64()),
+    ("grad_cosine", pa.float64()), ("grad_cosine_median", pa.float64()),
+    ("grad_cosine_q10", pa.float64()), ("grad_cosine_q90", pa.float64()),
+    ("agreement", pa.float64()), ("kl", pa.float64()), ("cka", pa.float64()),
+    ("defense_lambda", pa.float64()), ("defense_form", pa.string()),
+    ("defense_control", pa.string()), ("defense_failed", pa.bool_()),
+    ("defense_accuracy_cost", pa.float64()), ("control_success_rate", pa.float64()),
+    ("control_query_reduction", pa.float64()), ("control_clean_acc", pa.float64()),
+    ("undefended_success_rate", pa.float64()), ("undefended_query_reduction", pa.float64()),
     ("target_clean_acc", pa.float64()), ("source_clean_acc", pa.float64()),
     ("source_agreement_with_full", pa.float64()), ("source_parameters", pa.int64()),
     ("source_size_bytes", pa.int64()), ("source_latency_ms", pa.float64()),
@@ -43,7 +51,9 @@ MODELS_SCHEMA = pa.schema([
     ("compression", pa.string()), ("compression_family", pa.string()), ("width", pa.float64()),
     ("seed", pa.int64()), ("parameters", pa.int64()), ("test_accuracy", pa.float64()),
     ("agreement_with_full", pa.float64()), ("sparsity", pa.float64()),
-    ("parameter_reduction", pa.float64()), ("size_bytes", pa.int64()),
+    ("parameter_reduction", pa.float64()), ("defense", pa.string()),
+    ("defense_lambda", pa.float64()), ("accuracy_cost", pa.float64()), ("failed", pa.bool_()),
+    ("similarity_before", pa.float64()), ("similarity_after", pa.float64()), ("size_bytes", pa.int64()),
     ("latency_ms", pa.float64()), ("runtime", pa.string()), ("deployed_accuracy", pa.float64()),
     ("deployed_agreement", pa.float64()), ("measured", pa.string()), ("n_test", pa.int64()),
     ("code_version", pa.string()),
@@ -109,6 +119,88 @@ def query_reduction(df: pd.DataFrame, attacks: dict) -> pd.DataFrame:
     return out
 
 
+# Per-pair similarity values joined onto every attack row of that (arch, role, source).
+SIMILARITY_COLUMNS = ["grad_cosine", "grad_cosine_median", "grad_cosine_q10", "grad_cosine_q90",
+                      "agreement", "kl", "cka"]
+CORRELATED = ["grad_cosine", "agreement", "kl", "cka"]
+CORRELATION_ROLES = ("sibling", "defended")  # the published siblings, before and after defense
+
+
+def with_similarity(df: pd.DataFrame, sim: pd.DataFrame) -> pd.DataFrame:
+    keys = ["arch", "source_role", "source_id"]
+    sim = sim.reindex(columns=[*keys, *SIMILARITY_COLUMNS])
+    return df.merge(sim, on=keys, how="left")
+
+
+def with_defense(df: pd.DataFrame, models: pd.DataFrame, defenses: dict) -> pd.DataFrame:
+    """On rows whose source is a defended sibling or derived from one: the defense's lam,
+    form and control, whether it failed its accuracy tolerance, its accuracy cost against
+    the undefended sibling, and the same attack's results (same eps) from its lam = 0
+    control (role ``defended``) and from the undefended sibling: the comparisons the
+    defense is judged by."""
+    cols = ["defense_lambda", "defense_form", "defense_control", "defense_failed",
+            "defense_accuracy_cost", "control_success_rate", "control_query_reduction",
+            "control_clean_acc", "undefended_success_rate", "undefended_query_reduction"]
+    out = df.assign(**{c: None for c in cols})
+    defended = models[models.role == "defended"].set_index(["arch", "compression", "defense"])
+    by_source = df.set_index(["dataset", "arch", "attack", "eps", "source_role", "compression",
+                              "defense"])
+    measures = ["success_rate", "query_reduction", "source_clean_acc"]
+
+    def lookup(row: pd.Series, role: str, defense: str) -> list[float]:
+        key = (row.dataset, row.arch, row.attack, row.eps, role, row.compression, defense)
+        return by_source.loc[key, measures].tolist() if key in by_source.index else [np.nan] * 3
+
+    for i, row in df[df.defense != "none"].iterrows():
+        params = defenses[row.defense]
+        model = defended.loc[(row.arch, row.compression, row.defense)]
+        control = params.get("control") if params["lam"] > 0 else None
+        ctrl = lookup(row, "defended", control) if control else [np.nan] * 3
+        undefended = lookup(row, "sibling", "none")
+        out.loc[i, cols] = [float(params["lam"]), params["form"], control, bool(model.failed),
+                            float(model.accuracy_cost), *ctrl, *undefended[:2]]
+    return out.astype({c: float for c in cols if c not in ("defense_form", "defense_control",
+                                                              "defense_failed")})
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (ties get average ranks)."""
+    return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
+
+
+def bootstrap_interval(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of Spearman's rho over resampled pairs."""
+    rng = np.random.default_rng(seed)
+    draws = [spearman(a[idx], b[idx]) for idx in rng.integers(0, len(a), (resamples, len(a)))]
+    lo, hi = np.nanquantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def correlations(df: pd.DataFrame) -> pd.DataFrame:
+    """Spearman's rho (bootstrap 95% interval) between each similarity metric and each
+    attack's outcome across all (architecture, sibling) pairs, defended siblings included:
+    transfer success at the attack's smallest eps, and the query reduction factor."""
+    pairs = df[df.source_role.isin(CORRELATION_ROLES)]
+    outcomes = []
+    for attack, rows in pairs.groupby("attack"):
+        if (rows.attack_kind == "transfer").all():
+            outcomes.append((attack, "success_rate", rows[rows.eps == rows.eps.min()]))
+        elif rows.query_reduction.notna().any():
+            outcomes.append((attack, "query_reduction", rows))
+    out = []
+    for attack, outcome, rows in outcomes:
+        for metric in CORRELATED:
+            ok = rows[[metric, outcome]].replace([np.inf, -np.inf], np.nan).dropna()
+            a, b = ok[metric].to_numpy(float), ok[outcome].to_numpy(float)
+            rho, (lo, hi) = ((spearman(a, b), bootstrap_interval(a, b)) if len(ok) >= 3
+                             else (np.nan, (np.nan, np.nan)))
+            out.append({"attack": attack, "eps": float(rows.eps.min()), "outcome": outcome,
+                        "metric": metric, "n_pairs": len(ok), "spearman": rho,
+                        "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(out)
+
+
 def _write(df: pd.DataFrame, schema: pa.Schema, out: str | Path) -> None:
     missing = [f.name for f in schema if f.name not in df.columns]
     if missing:
@@ -136,6 +228,7 @@ def with_sibling_measurements(df: pd.DataFrame, models: pd.DataFrame) -> pd.Data
 def model_row(meta: dict, role: str, dataset: str) -> dict:
     """One row of ``models.parquet`` from a weights sidecar."""
     measured = meta.get("measured", {})
+    defense = meta.get("defense") or {}
     return {**{k: meta.get("product", {}).get(k) for k in
                ("size_bytes", "latency_ms", "runtime", "deployed_accuracy", "deployed_agreement")},
         "dataset": dataset, "arch": meta["spec"]["arch"], "role": role,
@@ -146,18 +239,31 @@ def model_row(meta: dict, role: str, dataset: str) -> dict:
         "agreement_with_full": meta.get("agreement_with_full", np.nan),
         "sparsity": measured.get("sparsity", np.nan),
         "parameter_reduction": measured.get("parameter_reduction", np.nan),
+        "defense": meta.get("defense_id") or "none", "defense_lambda": defense.get("lam", np.nan),
+        "accuracy_cost": meta.get("accuracy_cost", np.nan), "failed": meta.get("failed"),
+        "similarity_before": measured.get("similarity_before", np.nan),
+        "similarity_after": measured.get("similarity_after", np.nan),
         "measured": json.dumps(measured, sort_keys=True),
         "n_test": meta["n_test"], "code_version": meta["code_version"],
     }
 
 
-def run(attack_tables: list[str], model_sidecars: dict[str, list[str]], config: dict,
-        benchmark_out: str, models_out: str, config_out: str,
-        log_file: str | None = None) -> None:
-    """Concatenates attack tables into ``benchmark_out`` and model sidecars into ``models_out``.
+def _write_frame(df: pd.DataFrame, out: str | Path) -> None:
+    with atomic_path(out) as tmp:
+        df.to_parquet(tmp, index=False)
 
-    ``model_sidecars`` maps a role (full, independent, sibling) to its sidecar paths. The
-    validated ``config`` is saved beside them, so every row's ``config_hash`` resolves.
+
+def run(attack_tables: list[str], similarity_tables: list[str],
+        model_sidecars: dict[str, list[str]], config: dict, benchmark_out: str,
+        models_out: str, similarity_out: str, correlations_out: str, config_out: str,
+        log_file: str | None = None) -> None:
+    """Concatenates attack tables into ``benchmark_out``, model sidecars into
+    ``models_out`` and similarity tables into ``similarity_out``; correlates similarity
+    with attack outcomes into ``correlations_out``.
+
+    ``model_sidecars`` maps a role (full, independent, sibling, defended, extracted) to its
+    sidecar paths. The validated ``config`` is saved beside them, so every row's
+    ``config_hash`` resolves.
     """
     with log_to(log_file):
         digest = config_hash(config)
@@ -165,15 +271,25 @@ def run(attack_tables: list[str], model_sidecars: dict[str, list[str]], config: 
         dataset = config["dataset"]["name"]
         models = pd.DataFrame([model_row(read_json(p), role, dataset)
                                for role, paths in model_sidecars.items() for p in paths])
+        sim = pd.concat([pd.read_parquet(p) for p in similarity_tables], ignore_index=True)
         df = pd.concat([pd.read_parquet(p) for p in attack_tables], ignore_index=True)
         df = with_sibling_measurements(df, models)
+        df = with_similarity(df, sim)
         df["amplification"] = amplification(df)
         df = query_reduction(df, config["attacks"])
+        df = with_defense(df, models, config["defenses"])
         df = df.assign(**stamp, git_commit=git_commit(),
                        package_versions=str(sorted(package_versions().items())))
         df = df.sort_values(["arch", "attack", "source_role", "source_id", "eps"])
+        corr = correlations(df)
         _write(df, BENCHMARK_SCHEMA, benchmark_out)
         _write(models.assign(**stamp), MODELS_SCHEMA, models_out)
+        _write_frame(sim.assign(dataset=dataset, **stamp), similarity_out)
+        _write_frame(corr.assign(dataset=dataset, **stamp), correlations_out)
         with atomic_path(config_out) as tmp:
             tmp.write_text(f"# config_hash: {digest}\n" + yaml.safe_dump(config, sort_keys=True))
-        log.info("aggregated %d attack rows and %d models", len(df), len(models))
+        for _, c in corr[corr.metric == "grad_cosine"].iterrows():
+            log.info("Spearman(grad cosine, %s of %s) = %.3f [%.3f, %.3f] over %d pairs",
+                     c.outcome, c.attack, c.spearman, c.ci_low, c.ci_high, c.n_pairs)
+        log.info("aggregated %d attack rows, %d models, %d similarity pairs", len(df),
+                 len(models), len(sim))

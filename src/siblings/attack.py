@@ -21,11 +21,7 @@ from siblings.attacks.base import Attack
 from siblings.compress import load_model
 from siblings.engine import load_splits, predict, setup_torch
 from siblings.logs import log, log_to
-
-# Where a source model comes from. ``none`` is not configurable: it is the role of attacks
-# that take no source (RGF, Square), so they run once per target.
-SOURCE_ROLES = ("sibling", "independent", "cross-arch", "whitebox")
-NO_SOURCE = "none"
+from siblings.sources import load_source
 
 
 def build(params: dict) -> Attack:
@@ -37,10 +33,17 @@ def build(params: dict) -> Attack:
 
 def attack_set(target: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n: int,
                seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A seeded set of ``n`` test images the target classifies correctly (same for every source)."""
+    """The first ``n`` test images, in a seeded order, that the target classifies correctly
+    (the same for every source). Scored in chunks until ``n`` are found: every attack job
+    would otherwise classify the whole test set."""
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    correct = predict(target, x[order]) == y[order]
-    chosen = order[correct][:n]
+    found: list[torch.Tensor] = []
+    for start in range(0, len(order), 2 * n):
+        idx = order[start:start + 2 * n]
+        found.append(idx[predict(target, x[idx]) == y[idx]])
+        if sum(len(f) for f in found) >= n:
+            break
+    chosen = torch.cat(found)[:n]
     if len(chosen) < n:
         log.info("only %d correctly classified images available (asked for %d)", len(chosen), n)
     return x[chosen], y[chosen]
@@ -92,7 +95,7 @@ def run(data: str, target_path: str, source_path: str | None, out: str, attack_i
         setup_torch(threads, params["seed"])
         splits = load_splits(data)
         target, target_meta = load_model(target_path)
-        source, source_meta = load_model(source_path) if source_path else (None, {})
+        source, source_meta = load_source(role, source_path) if source_path else (None, {})
         attack = build(params)
         x, y = attack_set(target, splits.images("test"), splits.labels("test"),
                           params["n_examples"], params["seed"])
@@ -111,7 +114,7 @@ def run(data: str, target_path: str, source_path: str | None, out: str, attack_i
                 "dataset": splits.meta["dataset"], "arch": target_meta["spec"]["arch"],
                 "compression": source_meta.get("compression_id") or "none",
                 "compression_family": source_meta.get("family") or "none",
-                "defense": "none", "attack": attack_id, "attack_method": params["method"],
+                "defense": source_meta.get("defense_id") or "none", "attack": attack_id, "attack_method": params["method"],
                 "attack_kind": "query" if attack.is_query else "transfer",
                 "source_role": role, "source_id": source_id,
                 "source_arch": source_meta["spec"]["arch"] if source_meta else "none",

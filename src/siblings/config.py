@@ -12,11 +12,13 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from siblings.attack import SOURCE_ROLES
 from siblings.attacks import ATTACKS
 from siblings.compress import COMPRESSIONS
 from siblings.data import DATASETS
+from siblings.defend import DEFENSES
 from siblings.models import ARCHITECTURES
+from siblings.similarity import SIMILARITIES
+from siblings.sources import SOURCE_ROLES
 
 
 class ConfigError(ValueError):
@@ -76,6 +78,10 @@ def _check_names(config: dict) -> None:
                             f"dataset.calib_size ({config['dataset']['calib_size']})")
     for aid, params in config["attacks"].items():
         problems.extend(_attack_problems(config, aid, params))
+    for did, params in config["defenses"].items():
+        problems.extend(_defense_problems(config, did, params))
+    for metric in config["similarity"]["metrics"]:
+        need("similarity.metrics", metric, SIMILARITIES.names(), "similarity metric")
     for role in config["source_roles"]:
         need("source_roles", role, list(SOURCE_ROLES), "source role")
     for target, source in config["cross_arch"].items():
@@ -113,6 +119,10 @@ def _attack_problems(config: dict, aid: str, params: dict) -> list[str]:
     if attack.is_query and "queries" not in params:
         problems.append(f"config key '{key}.queries': a query attack needs a query budget "
                         "(a positive integer)")
+    for did in params.get("defenses", []):
+        if did not in config["defenses"]:
+            problems.append(f"config key '{key}.defenses': '{did}' is not a defense id; "
+                            f"allowed: {', '.join(config['defenses']) or 'none configured'}")
     baseline = params.get("baseline")
     if baseline is not None and (baseline not in config["attacks"] or ATTACKS.get(
             config["attacks"][baseline]["method"]).needs_source):
@@ -120,6 +130,47 @@ def _attack_problems(config: dict, aid: str, params: dict) -> list[str]:
                    if p["method"] in ATTACKS.names() and not ATTACKS.get(p["method"]).needs_source]
         problems.append(f"config key '{key}.baseline': '{baseline}' is not a no-prior attack "
                         f"of this config; allowed: {', '.join(allowed) or 'none configured'}")
+    return problems
+
+
+# A control must share these with the defense it controls, so only lam (and the penalty's
+# form and smoothness) differ between them.
+SCHEDULE_KEYS = ("method", "epochs", "lr", "batch_size")
+
+
+def _defense_problems(config: dict, did: str, params: dict) -> list[str]:
+    """What is wrong with defense ``did``: its method, the siblings and architectures it
+    defends, and its lam = 0 control."""
+    key = f"defenses.{did}"
+    problems = []
+    if params["method"] not in DEFENSES.names():
+        problems.append(f"config key '{key}.method': unknown defense method "
+                        f"'{params['method']}'; allowed: {', '.join(DEFENSES.names())}")
+    for cid in params["siblings"]:
+        if cid not in config["compressions"]:
+            problems.append(f"config key '{key}.siblings': '{cid}' is not a compression of "
+                            f"this run; allowed: {', '.join(config['compressions'])}")
+    for arch in params.get("archs", []):
+        if arch not in config["archs"]:
+            problems.append(f"config key '{key}.archs': '{arch}' is not an architecture of "
+                            f"this run; allowed: {', '.join(config['archs'])}")
+    if params["lam"] == 0:
+        return problems
+    control = config["defenses"].get(params.get("control", ""))
+    if control is None:
+        zeros = [d for d, p in config["defenses"].items() if p["lam"] == 0]
+        return problems + [f"config key '{key}.control': a defense with lam > 0 needs a lam = 0 "
+                           f"control with the same schedule (fine-tuning alone changes accuracy "
+                           f"and transfer); allowed: {', '.join(zeros) or 'none configured'}"]
+    differ = [k for k in SCHEDULE_KEYS if control[k] != params[k]]
+    uncovered = [c for c in params["siblings"] if c not in control["siblings"]]
+    archs = params.get("archs", list(config["archs"]))
+    uncovered += [a for a in archs if a not in control.get("archs", list(config["archs"]))]
+    if control["lam"] != 0 or differ or uncovered:
+        problems.append(f"config key '{key}.control': '{params['control']}' must have lam 0, "
+                        f"the same {', '.join(SCHEDULE_KEYS)} and cover every sibling and "
+                        f"architecture it controls (lam {control['lam']}, differs in: "
+                        f"{', '.join(differ) or 'nothing'}, misses: {', '.join(uncovered) or 'nothing'})")
     return problems
 
 

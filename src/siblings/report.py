@@ -15,6 +15,9 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from siblings.artifacts import atomic_path  # noqa: E402
 from siblings.logs import log, log_to  # noqa: E402
+from siblings.sources import DEFENDED_ROLES  # noqa: E402
+
+BASELINE_ROLES = ("independent", "cross-arch", "whitebox")
 
 
 def _save(figure: plt.Figure, out: str | Path) -> None:
@@ -25,8 +28,17 @@ def _save(figure: plt.Figure, out: str | Path) -> None:
 
 
 def source_label(row: pd.Series) -> str:
-    """Legend label of an attack's source: the role, plus the compression for siblings."""
-    return f"sibling {row.compression}" if row.source_role == "sibling" else row.source_role
+    """Legend label of an attack's source: the role, plus the sibling (and defense) it is."""
+    if row.source_role in ("sibling", *DEFENDED_ROLES):
+        return f"{row.source_role} {row.source_id}"
+    return row.source_role
+
+
+def _blank(out: str | Path, why: str) -> None:
+    """Every figure is a workflow output: when a run has nothing to draw, say why."""
+    figure = plt.figure(figsize=(6, 1))
+    figure.text(0.5, 0.5, why, ha="center")
+    _save(figure, out)
 
 
 def transfer_figure(df: pd.DataFrame, out: str | Path) -> None:
@@ -62,10 +74,8 @@ def query_curves(df: pd.DataFrame) -> pd.DataFrame:
 def query_figure(df: pd.DataFrame, out: str | Path) -> None:
     """Success vs queries for every query attack and prior, one panel per architecture."""
     data = query_curves(df)
-    if data.empty:  # the figure is a workflow output: say why it is blank
-        figure = plt.figure(figsize=(5, 1))
-        figure.text(0.5, 0.5, "no query attacks in this run's config", ha="center")
-        _save(figure, out)
+    if data.empty:
+        _blank(out, "no query attacks in this run's config")
         return
     grid = sns.relplot(data=data, x="queries", y="success", hue="source", col="arch",
                        row="eps", kind="line", drawstyle="steps-post", height=3.0, aspect=1.1,
@@ -131,7 +141,7 @@ def headline_table(df: pd.DataFrame) -> pd.DataFrame:
     eps0 = df["eps"].min()
     at = df[df.eps == eps0]
     key = ["arch", "attack"]
-    role_rate = at[at.source_role != "sibling"].pivot_table(
+    role_rate = at[at.source_role.isin(BASELINE_ROLES)].pivot_table(
         index=key, columns="source_role", values="success_rate")
     sib = at[at.source_role == "sibling"]
     rows = []
@@ -166,10 +176,179 @@ def query_table(df: pd.DataFrame) -> pd.DataFrame:
     } for _, r in q.sort_values(["arch", "eps", "attack", "source_role"]).iterrows()])
 
 
-def summary_markdown(df: pd.DataFrame, models: pd.DataFrame) -> str:
-    """The report text: headline table, all rows by eps, model accuracies, provenance."""
+# --- similarity and the defense ---------------------------------------------------------
+
+def _smallest_eps(df: pd.DataFrame) -> pd.DataFrame:
+    """Each transfer attack's rows at its smallest eps (where siblings differ the most)."""
+    t = df[df.attack_kind == "transfer"]
+    return t[t.eps == t.groupby("attack").eps.transform("min")]
+
+
+def similarity_figure(df: pd.DataFrame, corr: pd.DataFrame, out: str | Path) -> None:
+    """Gradient cosine vs each attack's outcome over all (architecture, sibling) pairs,
+    defended siblings marked; a least-squares line and Spearman's rho with its interval."""
+    pairs = pd.concat([_smallest_eps(df).assign(outcome=lambda d: 100 * d.success_rate),
+                       df[df.query_reduction.notna()].assign(outcome=lambda d: d.query_reduction)])
+    pairs = pairs[pairs.source_role.isin(["sibling", "defended"])].dropna(subset=["grad_cosine"])
+    if pairs.empty:
+        _blank(out, "no sibling pairs with a similarity and an outcome in this run")
+        return
+    pairs = pairs.assign(sibling=pairs.source_role.map({"sibling": "as published",
+                                                       "defended": "defended"}))
+    attacks = sorted(pairs.attack.unique())
+    figure, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.6), squeeze=False)
+    for ax, attack in zip(axes[0], attacks):
+        data = pairs[pairs.attack == attack]
+        sns.scatterplot(data=data, x="grad_cosine", y="outcome", hue="compression_family",
+                        style="sibling", ax=ax, s=50)
+        if data.grad_cosine.nunique() > 1:
+            slope, intercept = np.polyfit(data.grad_cosine, data.outcome, 1)
+            xs = np.linspace(data.grad_cosine.min(), data.grad_cosine.max(), 2)
+            ax.plot(xs, slope * xs + intercept, color="grey", lw=1)
+        c = corr[(corr.attack == attack) & (corr.metric == "grad_cosine")]
+        rho = (f"rho {c.spearman.iloc[0]:.2f} [{c.ci_low.iloc[0]:.2f}, {c.ci_high.iloc[0]:.2f}]"
+               if len(c) else "")
+        query = data.attack_kind.iloc[0] == "query"
+        ax.set_title(f"{attack}{'' if query else f' eps {data.eps.min():g}'}: {rho}", fontsize=9)
+        ax.set_xlabel("input-gradient cosine with the full model")
+        ax.set_ylabel("query reduction (x)" if query else "transfer success (%)")
+        ax.legend(fontsize=6)
+    figure.tight_layout()
+    _save(figure, out)
+
+
+def defense_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per defended sibling (lam > 0) and attack, from the benchmark rows: the
+    undefended sibling, the lam = 0 control, the defended sibling and the two adaptive
+    attackers; transfer success at the smallest eps, or P-RGF's query reduction factor."""
+    transfer = _smallest_eps(df)
+    rows = pd.concat([transfer, df[df.query_reduction.notna() | (
+        (df.attack_kind == "query") & df.source_role.isin(DEFENDED_ROLES))]])
+    rows = rows[rows.source_role.isin(DEFENDED_ROLES) & (rows.defense_lambda > 0)]
+    out = []
+    for (arch, attack, eps, sibling, defense), g in rows.groupby(
+            ["arch", "attack", "eps", "compression", "defense"]):
+        query = g.attack_kind.iloc[0] == "query"
+        measure = "query_reduction" if query else "success_rate"
+        by_role = g.set_index("source_role")[measure]
+        first = g.iloc[0]
+        control = first["control_query_reduction" if query else "control_success_rate"]
+        out.append({
+            "arch": arch, "sibling": sibling, "defense": defense, "lam": first.defense_lambda,
+            "attack": attack, "eps": eps, "measure": measure,
+            "undefended": first["undefended_query_reduction" if query else "undefended_success_rate"],
+            "control": control, **{role: by_role.get(role, np.nan) for role in DEFENDED_ROLES},
+            "accuracy": first.source_clean_acc if "defended" not in by_role else
+            g.set_index("source_role").source_clean_acc["defended"],
+            "control accuracy": first.control_clean_acc,
+            "failed": bool(first.defense_failed),
+        })
+    return pd.DataFrame(out)
+
+
+def defense_figure(table: pd.DataFrame, out: str | Path) -> None:
+    """Before/after per architecture and sibling: each attack's measure from the undefended
+    sibling, the control, the defended sibling and the adaptive attackers; and accuracy."""
+    if table.empty:
+        _blank(out, "no defense with lam > 0 in this run's config")
+        return
+    sources = ["undefended", "control", *DEFENDED_ROLES]
+    long = table.assign(target=table.sibling + "+" + table.defense).melt(
+        id_vars=["arch", "target", "attack", "measure"], value_vars=sources,
+        var_name="source", value_name="value")
+    long["value"] = np.where(long.measure == "success_rate", 100 * long.value, long.value)
+    acc = table.drop_duplicates(["arch", "sibling", "defense"]).assign(
+        target=lambda d: d.sibling + "+" + d.defense).melt(
+        id_vars=["arch", "target"], value_vars=["control accuracy", "accuracy"],
+        var_name="source", value_name="value").assign(attack="clean accuracy (%)")
+    acc["source"] = acc.source.map({"control accuracy": "control", "accuracy": "defended"})
+    long = pd.concat([long.assign(attack=long.attack + np.where(
+        long.measure == "success_rate", " success (%)", " query reduction (x)")), acc],
+                     ignore_index=True)
+    grid = sns.catplot(data=long, x="target", y="value", hue="source", hue_order=sources,
+                       row="attack", col="arch", kind="bar", height=2.6, aspect=1.3,
+                       sharey="row", sharex=False)
+    grid.set_titles("{col_name}: {row_name}", size=8)
+    grid.set_axis_labels("", "")
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", labelsize=6, rotation=20)
+    grid.figure.suptitle("Similarity-unpairing: before / after, with the lam = 0 control and "
+                         "the adaptive attackers", y=1.02)
+    _save(grid.figure, out)
+
+
+def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
+    """Security vs accuracy over lam: for each defended sibling and transfer attack at its
+    smallest eps, transfer success against the accuracy given up relative to the control
+    (the control is the lam = 0 point), one line per sibling and penalty form."""
+    d = _smallest_eps(df)
+    d = d[d.source_role == "defended"].dropna(subset=["defense_lambda"])
+    if d.empty:
+        _blank(out, "no defended siblings in this run's config")
+        return
+    control_acc = d[d.defense_lambda == 0].set_index(["arch", "attack", "compression", "defense"]
+                                                     ).source_clean_acc
+    d = d.assign(
+        cost=lambda x: [control_acc.get((r.arch, r.attack, r.compression,
+                                         r.defense_control if r.defense_lambda > 0 else r.defense),
+                                        np.nan) - r.source_clean_acc for r in x.itertuples()],
+        success=100 * d.success_rate,
+        line=d.compression + " " + d.defense_form.fillna(""))
+    grid = sns.relplot(data=d.sort_values("defense_lambda"), x="cost", y="success", hue="line",
+                       col="arch", row="attack", kind="line", marker="o", sort=False,
+                       height=3.0, aspect=1.1)
+    for ax, ((attack, arch), panel) in zip(grid.axes.flat,
+                                            d.groupby(["attack", "arch"], sort=True)):
+        for r in panel.itertuples():
+            ax.annotate(f"{r.defense_lambda:g}", (r.cost, r.success), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")
+    grid.set_axis_labels("accuracy given up vs the lam = 0 control (pts)",
+                         "transfer success on target (%)")
+    grid.set_titles("{col_name} / {row_name}")
+    grid.figure.suptitle("lambda sweep: security vs accuracy (points labelled with lam)", y=1.02)
+    _save(grid.figure, out)
+
+
+def _pct(x: float) -> str:
+    return "" if pd.isna(x) else f"{100 * x:.1f}"
+
+
+def defense_markdown(table: pd.DataFrame) -> str:
+    """The defense table as the summary shows it, with the ratios the target is read from."""
+    if table.empty:
+        return "(no defense with lam > 0 configured)"
+    rows = []
+    for _, r in table.iterrows():
+        fmt = _pct if r.measure == "success_rate" else _fmt_ratio
+        change = (f"{100 * (1 - r.defended / r.control):.0f}% lower" if r.measure == "success_rate"
+                  and r.control > 0 else
+                  f"{r.control / r.defended:.1f}x smaller" if r.measure == "query_reduction"
+                  and r.defended > 0 else "")
+        rows.append({"arch": r.arch, "sibling": r.sibling, "defense": r.defense,
+                     "attack": f"{r.attack} ({'success %' if r.measure == 'success_rate' else 'query reduction'})",
+                     "undefended": fmt(r.undefended), "control (lam 0)": fmt(r.control),
+                     "defended": fmt(r.defended), "reversed": fmt(r.reversed),
+                     "extracted": fmt(r.extracted), "defended vs control": change,
+                     "accuracy control -> defended": f"{r['control accuracy']:.2f} -> {r.accuracy:.2f}",
+                     "failed": "FAILED" if r.failed else ""})
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def correlation_markdown(corr: pd.DataFrame) -> str:
+    if corr.empty:
+        return "(no sibling pairs to correlate)"
+    return corr.assign(
+        interval=[f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(corr.ci_low, corr.ci_high)],
+        spearman=corr.spearman.round(3))[["attack", "eps", "outcome", "metric", "n_pairs",
+                                          "spearman", "interval"]].to_markdown(index=False)
+
+
+def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame) -> str:
+    """The report text: headline table, all rows by eps, queries, similarity, the defense,
+    model accuracies, provenance."""
     queries = df[df.attack_kind == "query"]
-    df = df[df.attack_kind == "transfer"]
+    defense = defense_markdown(defense_table(df))
+    df = df[(df.attack_kind == "transfer") & ~df.source_role.isin(DEFENDED_ROLES)]
     eps_table = df.assign(source=df.apply(source_label, axis=1)).pivot_table(
         index=["arch", "attack", "source"], columns="eps", values="success_rate")
     eps_table = (100 * eps_table).round(1)
@@ -208,6 +387,35 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame) -> str:
         "",
         "![success vs queries](query_success.png)",
         "",
+        "## Similarity and vulnerability",
+        "",
+        "Similarity of each source to the full model on a fixed seeded set of test images",
+        "(results/<run>/similarity.parquet). The gradient is that of the logit margin (true",
+        "class minus the best other), which does not saturate like cross-entropy. Spearman's",
+        "rho with a 95% bootstrap interval (2,000 resamples of the pairs), over every",
+        "(architecture, sibling) pair, defended siblings included; KL is a divergence, so",
+        "similar models have a small KL and its rho has the opposite sign.",
+        "",
+        correlation_markdown(corr),
+        "",
+        "![similarity vs vulnerability](similarity.png)",
+        "",
+        "## The defense: similarity-unpairing",
+        "",
+        "Each defended sibling (lam > 0) against its lam = 0 control (the same fine-tuning",
+        "schedule without the penalty) and the sibling as published. Transfer: success (%)",
+        "at the attack's smallest eps. Query: P-RGF's query reduction factor at equal success",
+        "against its no-prior baseline (lower = the prior helps less). reversed: the adaptive",
+        "attacker who negates the defended sibling's gradient; extracted: a fresh model",
+        "distilled from the defended sibling's scores. FAILED: it lost more accuracy than",
+        "its tolerance against the undefended sibling.",
+        "",
+        defense,
+        "",
+        "![defense before/after](defense.png)",
+        "",
+        "![lambda sweep](lambda_sweep.png)",
+        "",
         "## Siblings as products",
         "",
         "Size is what a device loads: float32 safetensors; PyTorch's int8 model for 8-bit",
@@ -236,13 +444,20 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame) -> str:
     ])
 
 
-def run(benchmark: str, models: str, figure_out: str, efficiency_out: str, query_out: str,
-        summary_out: str, log_file: str | None = None) -> None:
+def run(benchmark: str, models: str, correlations: str, outputs: dict[str, str],
+        log_file: str | None = None) -> None:
+    """Draws every figure and ``summary.md``; ``outputs`` maps figure/efficiency/queries/
+    similarity/defense/sweep/summary to their paths."""
     with log_to(log_file):
         df, mdf = pd.read_parquet(benchmark), pd.read_parquet(models)
-        transfer_figure(df[df.attack_kind == "transfer"], figure_out)
-        query_figure(df, query_out)
-        efficiency_figure(mdf, efficiency_out)
-        with atomic_path(summary_out) as tmp:
-            tmp.write_text(summary_markdown(df, mdf))
-        log.info("report written: %s, %s", figure_out, summary_out)
+        corr = pd.read_parquet(correlations)
+        plain = df[~df.source_role.isin(DEFENDED_ROLES)]
+        transfer_figure(plain[plain.attack_kind == "transfer"], outputs["figure"])
+        query_figure(df, outputs["queries"])
+        efficiency_figure(mdf, outputs["efficiency"])
+        similarity_figure(df, corr, outputs["similarity"])
+        defense_figure(defense_table(df), outputs["defense"])
+        sweep_figure(df, outputs["sweep"])
+        with atomic_path(outputs["summary"]) as tmp:
+            tmp.write_text(summary_markdown(df, mdf, corr))
+        log.info("report written: %s", ", ".join(outputs.values()))

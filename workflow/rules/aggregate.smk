@@ -1,10 +1,13 @@
 rule aggregate:
     input:
         tables=ATTACK_TABLES,
+        similarity=SIMILARITY_TABLES,
         **{role: paths for role, paths in MODEL_SIDECARS.items()},
     output:
         benchmark=BENCHMARK,
         models=MODELS,
+        similarity=SIMILARITY_ALL,
+        correlations=CORRELATIONS,
         config=f"results/{NAME}/config.yaml",
     log:
         f"{LOGS}/aggregate.log",

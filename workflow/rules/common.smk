@@ -4,7 +4,7 @@
 import re
 from pathlib import Path
 
-from siblings.attack import NO_SOURCE, SOURCE_ROLES
+from siblings.sources import DEFENDED_ROLES, NO_SOURCE, SOURCE_ROLES, defended_id
 from siblings.attacks import ATTACKS as ATTACK_METHODS
 from siblings.config import validate
 from siblings.provenance import code_hash, config_hash
@@ -18,6 +18,7 @@ DATASET = config["dataset"]["name"]
 ARCHS = list(config["archs"])
 COMPRESSIONS = list(config["compressions"])
 ATTACKS = list(config["attacks"])
+DEFENSES = list(config["defenses"])
 ROLES = config["source_roles"]
 SEED_FULL = config["seeds"]["full"]
 SEED_INDEPENDENT = config["seeds"]["independent"]
@@ -30,11 +31,17 @@ LOGS = f"results/{NAME}/logs"
 DATA = f"{RESULTS}/data.safetensors"
 FULL = f"{RESULTS}/models/{{arch}}/full/seed{{seed}}.safetensors"
 SIBLING = f"{RESULTS}/models/{{arch}}/sibling/{{compression}}.safetensors"
+DEFENDED = f"{RESULTS}/models/{{arch}}/defended/{{compression}}+{{defense}}.safetensors"
+EXTRACTED = f"{RESULTS}/models/{{arch}}/extracted/{{compression}}+{{defense}}.safetensors"
 ATTACK = f"{RESULTS}/attacks/{{arch}}/{{attack}}/{{role}}/{{source}}.parquet"
+SIMILARITY = f"{RESULTS}/similarity/{{arch}}.parquet"
 BENCHMARK = f"results/{NAME}/benchmark.parquet"
 MODELS = f"results/{NAME}/models.parquet"
-REPORT_FILES = [f"reports/{NAME}/transfer_success.png", f"reports/{NAME}/accuracy_vs_size.png",
-                f"reports/{NAME}/query_success.png", f"reports/{NAME}/summary.md"]
+SIMILARITY_ALL = f"results/{NAME}/similarity.parquet"
+CORRELATIONS = f"results/{NAME}/correlations.parquet"
+REPORT_FILES = [f"reports/{NAME}/{figure}.png" for figure in (
+    "transfer_success", "accuracy_vs_size", "query_success", "similarity", "defense",
+    "lambda_sweep")] + [f"reports/{NAME}/summary.md"]
 
 
 def _alternatives(names):
@@ -45,6 +52,7 @@ wildcard_constraints:
     arch=_alternatives(ARCHS),
     compression=_alternatives(COMPRESSIONS),
     attack=_alternatives(ATTACKS),
+    defense=_alternatives(DEFENSES) if DEFENSES else "$^",
     role=_alternatives([*SOURCE_ROLES, NO_SOURCE]),
     seed=r"\d+",
 
@@ -58,14 +66,42 @@ def attack_roles(attack):
     return params.get("roles", ROLES)
 
 
+def defended_siblings(arch, siblings=None, defenses=None, adaptive=False):
+    """Ids "<compression>+<defense>" of this architecture's defended siblings, optionally
+    only of some siblings and defenses; ``adaptive``: only those the adaptive attackers
+    target (never a lam = 0 control: there is nothing to adapt to)."""
+    return [
+        defended_id(c, d)
+        for d in defenses or DEFENSES
+        for c in config["defenses"][d]["siblings"]
+        if arch in config["defenses"][d].get("archs", ARCHS)
+        and (siblings is None or c in siblings)
+        and not (adaptive and (config["defenses"][d]["lam"] == 0
+                               or not config["defenses"][d]["adaptive"]))
+    ]
+
+
 def role_sources(arch, attack, role):
+    params = config["attacks"][attack] if attack else {}
+    chosen = params.get("siblings"), params.get("defenses")
     return {
-        "sibling": lambda: config["attacks"][attack].get("siblings", COMPRESSIONS),
+        "sibling": lambda: chosen[0] or COMPRESSIONS,
         "independent": lambda: [f"seed{SEED_INDEPENDENT}"],
         "whitebox": lambda: [f"seed{SEED_FULL}"],
         "cross-arch": lambda: [config["cross_arch"][arch]],
+        "defended": lambda: defended_siblings(arch, *chosen),
+        "reversed": lambda: defended_siblings(arch, *chosen, adaptive=True),
+        "extracted": lambda: defended_siblings(arch, *chosen, adaptive=True),
         NO_SOURCE: lambda: [NO_SOURCE],
     }[role]()
+
+
+def _defended_path(pattern):
+    def path(arch, source):
+        compression, defense = source.split("+")
+        return pattern.format(arch=arch, compression=compression, defense=defense)
+
+    return path
 
 
 ROLE_MODEL = {
@@ -73,6 +109,9 @@ ROLE_MODEL = {
     "independent": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed"):]),
     "whitebox": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed"):]),
     "cross-arch": lambda arch, source: FULL.format(arch=source, seed=SEED_FULL),
+    "defended": _defended_path(DEFENDED),
+    "reversed": _defended_path(DEFENDED),
+    "extracted": _defended_path(EXTRACTED),
     NO_SOURCE: lambda arch, source: [],
 }
 
@@ -91,6 +130,14 @@ def sidecar(path):
     return path.replace(".safetensors", ".json")
 
 
+# Every (role, source) of an architecture that some attack uses: the pairs its similarity
+# job compares with the full model.
+def similarity_sources(arch):
+    pairs = {(r, s) for k in ATTACKS for r in attack_roles(k) if r != NO_SOURCE
+             for s in role_sources(arch, k, r)}
+    return [{"role": r, "source_id": s, "path": ROLE_MODEL[r](arch, s)} for r, s in sorted(pairs)]
+
+
 ATTACK_TABLES = [
     ATTACK.format(arch=a, attack=k, role=r, source=s)
     for a in ARCHS
@@ -102,4 +149,9 @@ MODEL_SIDECARS = {
     "full": [sidecar(FULL.format(arch=a, seed=SEED_FULL)) for a in ARCHS],
     "independent": [sidecar(FULL.format(arch=a, seed=SEED_INDEPENDENT)) for a in ARCHS],
     "sibling": [sidecar(SIBLING.format(arch=a, compression=c)) for a in ARCHS for c in COMPRESSIONS],
+    "defended": [sidecar(ROLE_MODEL["defended"](a, s)) for a in ARCHS for s in defended_siblings(a)],
+    "extracted": [sidecar(ROLE_MODEL["extracted"](a, s)) for a in ARCHS
+                  for s in sorted({s for k in ATTACKS if "extracted" in attack_roles(k)
+                                   for s in role_sources(a, k, "extracted")})],
 }
+SIMILARITY_TABLES = [SIMILARITY.format(arch=a) for a in ARCHS]

@@ -2,6 +2,7 @@ rule report:
     input:
         benchmark=BENCHMARK,
         models=MODELS,
+        correlations=CORRELATIONS,
     output:
         figure=report(
             f"reports/{NAME}/transfer_success.png",
@@ -17,6 +18,21 @@ rule report:
             f"reports/{NAME}/query_success.png",
             caption="../report/query_success.rst",
             category="Queries",
+        ),
+        similarity=report(
+            f"reports/{NAME}/similarity.png",
+            caption="../report/similarity.rst",
+            category="Similarity",
+        ),
+        defense=report(
+            f"reports/{NAME}/defense.png",
+            caption="../report/defense.rst",
+            category="Defense",
+        ),
+        sweep=report(
+            f"reports/{NAME}/lambda_sweep.png",
+            caption="../report/lambda_sweep.rst",
+            category="Defense",
         ),
         summary=f"reports/{NAME}/summary.md",
     log:

@@ -80,15 +80,6 @@ NORMS.register("l2")(Norm(lambda g: g / _flat_norm(g), _l2_project))
 
 # --- losses on logits ----------------------------------------------------------------------
 
-def margin(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
-    """Per image, how far from success (negative = fooled): untargeted, the true class's
-    logit minus the best other one; targeted, the best other minus the target's. Logit
-    margins do not saturate like softmax losses, so finite differences stay above noise."""
-    true = logits.gather(1, y[:, None]).squeeze(1)
-    others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return others - true if targeted else true - others
-
-
 def fooled(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
     pred = logits.argmax(1)
     return pred == y if targeted else pred != y

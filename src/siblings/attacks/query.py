@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from siblings.attacks.base import (ATTACKS, NORMS, Attack, AttackResult, BlackBox, Budget,
-                                   fooled, margin)
+                                   fooled)
+from siblings.gradients import margin
 
 
 def _unit(t: torch.Tensor) -> torch.Tensor:

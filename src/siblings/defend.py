@@ -1,0 +1,167 @@
+"""The ``defend`` stage: fine-tune a published sibling so it stops helping attack its full model.
+
+A registry of defenses; ``unpair`` (similarity-unpairing) is the first. It fine-tunes the
+sibling, still in its compressed form, on cross-entropy plus ``lam`` times the similarity of
+its input gradients to the frozen full model's (double backpropagation; the fake quantizers'
+straight-through estimator passes the second derivative through; weights that pruning set
+to zero stay zero). Every defense is judged against a ``lam = 0`` control with the same
+schedule, because fine-tuning alone moves accuracy and transfer; a defended sibling that
+loses more accuracy than ``tolerance`` points is marked failed, not used silently.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from siblings.artifacts import save_tensors
+from siblings.compress import COMPRESSIONS, load_model
+from siblings.data import Splits
+from siblings.engine import load_splits, predict, setup_torch
+from siblings.gradients import input_gradient
+from siblings.logs import log, log_to
+from siblings.measure import measure
+from siblings.models import SiblingNet, count_parameters
+from siblings.quant import observe_during_training
+from siblings.registry import Registry
+from siblings.train import minibatches, one_cycle
+
+# How the per-image gradient cosine c becomes the penalty. ``cosine`` pushes c towards -1
+# (the reversed gradient then helps an attacker, and P-RGF flips a prior's sign by itself);
+# ``abs`` and ``squared`` push towards orthogonal gradients, which no sign flip undoes.
+FORMS: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("similarity form")
+FORMS.register("cosine")(lambda c: c)
+FORMS.register("abs")(torch.abs)
+FORMS.register("squared")(torch.square)
+
+CHECK_IMAGES = 500  # held-out calibration images on which the similarity is logged before/after
+
+
+@dataclass(frozen=True)
+class DefenseJob:
+    """What a defense may use: the data, its config entry, the seed, the frozen full model."""
+
+    splits: Splits
+    params: dict
+    seed: int
+    full: SiblingNet
+
+
+Defense = Callable[[SiblingNet, DefenseJob], dict]
+DEFENSES: Registry[Defense] = Registry("defense method")
+
+
+def mean_cosine(full: nn.Module, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Mean input-gradient cosine of ``model`` with ``full`` on ``x``."""
+    _, a = input_gradient(full, x, y)
+    _, b = input_gradient(model, x, y)
+    return float(F.cosine_similarity(a, b).mean())
+
+
+def _zero_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight, keep) for every conv/linear weight with exact zeros: pruning masks to keep."""
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return [(w, w != 0) for w in weights if bool((w == 0).any())]
+
+
+@DEFENSES.register("unpair")
+def unpair(model: SiblingNet, job: DefenseJob) -> dict:
+    """Similarity-unpairing: minimise ``CE + lam * form(cos(grad sibling, grad full)) +
+    smoothness * |grad sibling|``. The smoothness term (as in TRS) keeps the sibling's
+    gradients small, so orthogonality at the clean image still holds a step away from it.
+
+    The sibling runs in eval mode: batch-norm statistics and quantizer ranges stay as
+    compressed, and the gradients it is trained on are the ones an attacker will see.
+    """
+    p = job.params
+    form = FORMS.get(p["form"])
+    x, y = job.splits.images("train"), job.splits.labels("train")
+    batches = minibatches(len(y), p["batch_size"], p["epochs"], job.seed)
+    opt, sched = one_cycle([w for w in model.parameters() if w.requires_grad], p["lr"], 0.0,
+                           len(batches))
+    masks = _zero_masks(model)
+    # Without a gradient penalty (the lam = 0 control) the input gradient is not trained on:
+    # plain fine-tuning, with the cosine logged at the check points only.
+    penalised = p["lam"] > 0 or p["smoothness"] > 0
+    model.eval()
+    history = []
+    bar = tqdm(batches, desc=f"unpair lam={p['lam']}", mininterval=5.0)
+    for step, idx in enumerate(bar):
+        logged = step % 25 == 0 or step == len(batches) - 1
+        if penalised or logged:
+            _, g_full = input_gradient(job.full, x[idx], y[idx])
+            out, g_sib = input_gradient(model, x[idx], y[idx], create_graph=penalised)
+            cos = F.cosine_similarity(g_sib, g_full)
+        if not penalised:
+            out = model(x[idx])
+        ce = F.cross_entropy(out, y[idx])
+        loss = ce + (p["lam"] * form(cos).mean() + p["smoothness"] * g_sib.norm(dim=1).mean()
+                     if penalised else 0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            for weight, keep in masks:
+                weight.mul_(keep)
+        if logged:
+            history.append({"step": step, "ce": round(float(ce.detach()), 4),
+                            "cosine": round(float(cos.detach().mean()), 4),
+                            "grad_norm": round(float(g_sib.detach().norm(dim=1).mean()), 4)})
+            bar.set_postfix(ce=history[-1]["ce"], cos=history[-1]["cosine"])
+    return {"history": history, "steps": len(batches), "masked_weights": len(masks)}
+
+
+def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: dict,
+        seed: int, code_version: str, log_file: str | None = None, threads: int = 1) -> None:
+    """Defends the sibling at ``sibling`` (of the full model ``full``) into ``out``."""
+    with log_to(log_file):
+        setup_torch(threads, seed)
+        splits = load_splits(data)
+        teacher, _ = load_model(full)
+        for w in teacher.parameters():
+            w.requires_grad_(False)
+        model, sib_meta = load_model(sibling)
+        observe_during_training(model, False)
+        check_x, check_y = splits.images("calib")[:CHECK_IMAGES], splits.labels("calib")[:CHECK_IMAGES]
+        before = mean_cosine(teacher, model, check_x, check_y)
+        start = time.time()
+        measured = DEFENSES.get(params["method"])(model, DefenseJob(splits, params, seed, teacher))
+        seconds = time.time() - start
+        after = mean_cosine(teacher, model, check_x, check_y)
+        x_test, y_test = splits.images("test"), splits.labels("test")
+        pred = predict(model, x_test)
+        acc = 100.0 * (pred == y_test).float().mean().item()
+        cost = sib_meta["test_accuracy"] - acc
+        failed = cost > params["tolerance"]
+        fell = after < before
+        log.info("%s %s + %s: gradient cosine %.3f -> %.3f on %d held-out images; accuracy "
+                 "%.2f%% -> %.2f%% (cost %.2f, tolerance %.2f)%s; %.0f s",
+                 sib_meta["spec"]["arch"], sib_meta["compression_id"], defense_id, before,
+                 after, len(check_y), sib_meta["test_accuracy"], acc, cost, params["tolerance"],
+                 " FAILED" if failed else "", seconds)
+        if params["lam"] > 0 and not fell:
+            log.warning("the gradient similarity did not fall: the defense did nothing")
+        product = measure(COMPRESSIONS.get(sib_meta["compression"]["method"]).deploy(
+            model, sib_meta["compression"]), x_test, y_test, reference=pred)
+        meta = {
+            **{k: sib_meta[k] for k in ("spec", "compression_id", "compression", "family")},
+            "kind": "defended", "seed": seed,
+            "parent": {"path": str(sibling), "test_accuracy": sib_meta["test_accuracy"],
+                       "code_version": sib_meta["code_version"]},
+            "defense_id": defense_id, "defense": params,
+            "measured": {**measured, "similarity_before": before, "similarity_after": after,
+                         "similarity_fell": fell},
+            "test_accuracy": acc, "accuracy_cost": cost, "failed": failed,
+            "agreement_with_full": 100.0 * (pred == predict(teacher, x_test)).float().mean().item(),
+            "n_test": len(y_test), "parameters": count_parameters(model), "product": product,
+            "defend_seconds": seconds, "code_version": code_version,
+        }
+        save_tensors(out, model.state_dict(), meta)
+

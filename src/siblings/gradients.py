@@ -1,0 +1,44 @@
+"""Input gradients, the quantity that links a sibling to its full model.
+
+One place for the attacks' objective (the logit margin), the gradient the similarity
+metrics compare and the defense pulls apart, and the adaptive attacker's reversal of it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def margin(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Per image, how far from success (negative = fooled): untargeted, the true class's
+    logit minus the best other one; targeted, the best other minus the target's. Logit
+    margins do not saturate like softmax losses, so finite differences and gradients stay
+    above float32 noise for confidently classified images."""
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
+    return others - true if targeted else true - others
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits and the per-image gradient of the margin w.r.t. the input, flattened.
+    ``create_graph`` keeps the graph for double backpropagation (the defense)."""
+    x = x.detach().clone().requires_grad_(True)
+    out = model(x)
+    (grad,) = torch.autograd.grad(margin(out, y, False).sum(), x, create_graph=create_graph)
+    return out, grad.flatten(1)
+
+
+class ReversedGradient(nn.Module):
+    """``model`` with the same outputs but every input gradient negated: the adaptive
+    attacker's answer to a sibling trained to point its gradients away from the full
+    model's (``2 * stop_grad(f) - f`` has value ``f`` and gradient ``-grad f``)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return 2 * out.detach() - out

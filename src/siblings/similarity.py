@@ -1,0 +1,138 @@
+"""The ``similarity`` stage: how alike a full model and a source model are, on fixed images.
+
+Each metric is a registered function of two :class:`Views` (what a model shows on the same
+seeded image set: logits, input gradients, penultimate features), so a new metric is one
+function. The gradient is that of the logit *margin* (true class minus the best other),
+not of cross-entropy: a confidently right model's softmax saturates and its cross-entropy
+gradient shrinks towards float32 noise, which would make the cosine of two good models
+look random. The margin never saturates, and it is the quantity the attacks ascend.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from siblings.artifacts import atomic_path
+from siblings.gradients import input_gradient
+from siblings.compress import load_model
+from siblings.engine import load_splits, setup_torch
+from siblings.logs import log, log_to
+from siblings.registry import Registry
+from siblings.sources import load_source
+
+
+def classifier_layer(model: nn.Module) -> nn.Module:
+    """The last conv/linear layer: its input is the penultimate representation."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no conv or linear layer")
+    return layers[-1]
+
+
+@dataclass(frozen=True)
+class Views:
+    """What the metrics compare, for one model on the shared images."""
+
+    logits: torch.Tensor
+    grads: torch.Tensor
+    features: torch.Tensor
+
+
+def views(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> Views:
+    model.eval()
+    seen: list[torch.Tensor] = []
+    hook = classifier_layer(model).register_forward_pre_hook(
+        lambda _m, inputs: seen.append(inputs[0].detach().flatten(1)))
+    try:
+        parts = [input_gradient(model, x[i:i + batch_size], y[i:i + batch_size])
+                 for i in range(0, len(y), batch_size)]
+    finally:
+        hook.remove()
+    return Views(torch.cat([p[0].detach() for p in parts]).double(),
+                 torch.cat([p[1] for p in parts]).double(), torch.cat(seen).double())
+
+
+Metric = Callable[[Views, Views], dict]
+SIMILARITIES: Registry[Metric] = Registry("similarity metric")
+
+
+@SIMILARITIES.register("grad_cosine")
+def grad_cosine(full: Views, source: Views) -> dict:
+    """Cosine of the two input gradients per image: its mean, and its distribution."""
+    cos = F.cosine_similarity(full.grads, source.grads, dim=1, eps=1e-30).numpy()
+    return {"grad_cosine": float(cos.mean()), "grad_cosine_median": float(np.median(cos)),
+            "grad_cosine_q10": float(np.quantile(cos, 0.1)),
+            "grad_cosine_q90": float(np.quantile(cos, 0.9)),
+            "grad_cosine_values": cos.tolist()}
+
+
+@SIMILARITIES.register("agreement")
+def agreement(full: Views, source: Views) -> dict:
+    """Share of images on which both models predict the same class."""
+    return {"agreement": float((full.logits.argmax(1) == source.logits.argmax(1)).double().mean())}
+
+
+@SIMILARITIES.register("kl")
+def kl(full: Views, source: Views) -> dict:
+    """Mean KL(full softmax || source softmax), in nats (0 = identical outputs)."""
+    value = F.kl_div(F.log_softmax(source.logits, 1), F.log_softmax(full.logits, 1),
+                     reduction="batchmean", log_target=True)
+    return {"kl": float(value)}
+
+
+def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Linear centred kernel alignment (Kornblith et al., 2019) of two feature matrices
+    (images x features; the widths may differ)."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    cross = (b.T @ a).square().sum()
+    return float(cross / ((a.T @ a).norm() * (b.T @ b).norm()))
+
+
+@SIMILARITIES.register("cka")
+def cka(full: Views, source: Views) -> dict:
+    """Linear CKA of the penultimate features."""
+    return {"cka": linear_cka(full.features, source.features)}
+
+
+def compare(full: Views, source: Views, metrics: list[str]) -> dict:
+    """Every requested metric's values for one pair."""
+    return {k: v for name in metrics for k, v in SIMILARITIES.get(name)(full, source).items()}
+
+
+def image_set(x: torch.Tensor, y: torch.Tensor, n: int, seed: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seeded images every pair is compared on."""
+    chosen = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[chosen], y[chosen]
+
+
+def run(data: str, full_path: str, sources: list[dict], out: str, params: dict,
+        code_version: str, log_file: str | None = None, threads: int = 1) -> None:
+    """Compares the full model ``full_path`` with each source (``role``, ``source_id``,
+    ``path``) and writes one row per pair."""
+    with log_to(log_file):
+        setup_torch(threads, params["seed"])
+        splits = load_splits(data)
+        x, y = image_set(splits.images("test"), splits.labels("test"), params["n_examples"],
+                         params["seed"])
+        full, full_meta = load_model(full_path)
+        reference = views(full, x, y)
+        rows = []
+        for src in sources:
+            model, meta = load_source(src["role"], src["path"])
+            values = compare(reference, views(model, x, y), params["metrics"])
+            log.info("%s %s/%s: %s", full_meta["spec"]["arch"], src["role"], src["source_id"],
+                     {k: round(v, 4) for k, v in values.items() if isinstance(v, float)})
+            rows.append({"arch": full_meta["spec"]["arch"], "source_role": src["role"],
+                         "source_id": src["source_id"], "n_similarity": len(y), **values,
+                         "similarity_code_version": code_version})
+        with atomic_path(out) as tmp:
+            pd.DataFrame(rows).to_parquet(tmp, index=False)

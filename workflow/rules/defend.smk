@@ -1,0 +1,21 @@
+rule defend:
+    input:
+        data=DATA,
+        full=FULL.replace("{seed}", str(SEED_FULL)),
+        sibling=SIBLING,
+    output:
+        weights=DEFENDED,
+        meta=sidecar(DEFENDED),
+    log:
+        f"{LOGS}/defend/{{arch}}-{{compression}}+{{defense}}.log",
+    params:
+        cfg=lambda w: config["defenses"][w.defense],
+        seed=SEED_FULL,
+        code=code_hash("defend"),
+    threads: config["threads"]["defend"]
+    priority: 1  # long jobs first, so short attack jobs fill the tail of the run
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/defend.py"
+

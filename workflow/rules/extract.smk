@@ -1,0 +1,19 @@
+rule extract:
+    input:
+        data=DATA,
+        defended=DEFENDED,
+    output:
+        weights=EXTRACTED,
+        meta=sidecar(EXTRACTED),
+    log:
+        f"{LOGS}/extract/{{arch}}-{{compression}}+{{defense}}.log",
+    params:
+        cfg=config["extract"],
+        seed=SEED_INDEPENDENT,  # the attacker's own training run
+        code=code_hash("extract"),
+    threads: config["threads"]["defend"]
+    priority: 1
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/extract.py"

@@ -1,0 +1,18 @@
+rule similarity:
+    input:
+        data=DATA,
+        full=FULL.replace("{seed}", str(SEED_FULL)),
+        sources=lambda w: [s["path"] for s in similarity_sources(w.arch)],
+    output:
+        table=SIMILARITY,
+    log:
+        f"{LOGS}/similarity/{{arch}}.log",
+    params:
+        sources=lambda w: similarity_sources(w.arch),
+        cfg=config["similarity"],
+        code=code_hash("similarity"),
+    threads: config["threads"]["attack"]
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/similarity.py"

@@ -1,0 +1,6 @@
+from siblings import extract
+
+extract.run(data=snakemake.input.data, defended=snakemake.input.defended,
+            out=snakemake.output.weights, params=snakemake.params.cfg, seed=snakemake.params.seed,
+            code_version=snakemake.params.code, log_file=snakemake.log[0],
+            threads=snakemake.threads)
