@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from siblings.aggregate import amplification, queries_to_reach, query_reduction
+from siblings.aggregate import (amplification, bootstrap_interval, correlations, queries_to_reach,
+                                query_reduction, spearman, with_defense)
 
 NAN = float("nan")
 
@@ -48,3 +49,63 @@ def test_amplification_divides_by_the_independent_source():
         for r, s in [("sibling", 0.6), ("independent", 0.2), ("whitebox", 0.9)]])
     amp = amplification(df)
     assert amp[0] == pytest.approx(3.0) and amp[1:].isna().all()
+
+
+def test_spearman_is_the_rank_correlation():
+    a = np.array([0.1, 0.5, 0.2, 0.9, 0.7])
+    assert spearman(a, a ** 3) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+    assert spearman(a, np.array([1.0, 3.0, 2.0, 5.0, 4.0])) == pytest.approx(1.0)
+    assert spearman(a, np.array([2.0, 3.0, 1.0, 4.0, 5.0])) == pytest.approx(0.8)  # 1 - 6*4/120
+
+
+def test_bootstrap_interval_brackets_the_estimate_and_widens_with_noise():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=40)
+    lo, hi = bootstrap_interval(x, x + 0.1 * rng.normal(size=40))
+    assert 0.9 < lo < hi <= 1.0
+    lo_noisy, hi_noisy = bootstrap_interval(x, x + 2 * rng.normal(size=40))
+    assert hi_noisy - lo_noisy > 3 * (hi - lo)
+
+
+def defended_rows() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """PGD from a sibling, its control and its unpaired version; their two model rows."""
+    base = {"dataset": "d", "arch": "a", "attack": "pgd", "eps": 0.01, "attack_kind": "transfer",
+            "compression": "q8", "query_reduction": NAN}
+    df = pd.DataFrame([
+        {**base, "source_role": "sibling", "defense": "none", "success_rate": 0.4, "source_clean_acc": 88.0},
+        {**base, "source_role": "defended", "defense": "u0", "success_rate": 0.3, "source_clean_acc": 87.5},
+        {**base, "source_role": "defended", "defense": "u5", "success_rate": 0.1, "source_clean_acc": 86.0},
+        {**base, "source_role": "reversed", "defense": "u5", "success_rate": 0.05, "source_clean_acc": 86.0},
+    ])
+    models = pd.DataFrame([{"role": "defended", "arch": "a", "compression": "q8", "defense": d,
+                            "failed": f, "accuracy_cost": c}
+                           for d, f, c in (("u0", False, 0.5), ("u5", True, 2.0))])
+    defenses = {"u0": {"lam": 0, "form": "abs"}, "u5": {"lam": 5, "form": "abs", "control": "u0"}}
+    return df, models, defenses
+
+
+def test_defended_rows_carry_their_control_and_the_undefended_sibling():
+    df, models, defenses = defended_rows()
+    out = with_defense(df, models, defenses).set_index(["source_role", "defense"])
+    unpaired, reversed_ = out.loc[("defended", "u5")], out.loc[("reversed", "u5")]
+    for row in (unpaired, reversed_):  # the adaptive attacker is judged against the same control
+        assert row.control_success_rate == 0.3 and row.undefended_success_rate == 0.4
+        assert row.control_clean_acc == 87.5 and row.defense_control == "u0"
+        assert row.defense_lambda == 5 and bool(row.defense_failed) and row.defense_accuracy_cost == 2.0
+    control = out.loc[("defended", "u0")]
+    assert control.defense_control is None and np.isnan(control.control_success_rate)
+    assert np.isnan(out.loc[("sibling", "none")].defense_lambda)
+
+
+def test_correlations_cover_every_metric_over_sibling_pairs_only():
+    df, _, _ = defended_rows()
+    df = pd.concat([df, df.assign(arch="b", success_rate=df.success_rate / 2)], ignore_index=True)
+    # Monotone in success for the sibling pairs; the reversed row would break it if counted.
+    df = df.assign(grad_cosine=np.where(df.source_role == "reversed", 0.99, 0.5 + df.success_rate),
+                   agreement=0.9, kl=1 - df.success_rate, cka=0.8)
+    corr = correlations(df).set_index("metric")
+    assert corr.loc["grad_cosine", "n_pairs"] == 6  # sibling + defended roles, two archs
+    assert corr.loc["grad_cosine", "spearman"] == pytest.approx(1.0)
+    assert corr.loc["kl", "spearman"] == pytest.approx(-1.0)
+    assert np.isnan(corr.loc["agreement", "spearman"])  # constant: no rank correlation

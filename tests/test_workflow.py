@@ -35,8 +35,10 @@ def role_count(cfg: dict, params: dict, role: str, arch: str) -> int:
     for did in params.get("defenses", list(cfg.get("defenses", {}))):
         d = cfg["defenses"][did]
         adaptive_ok = d["lam"] > 0 and d.get("adaptive", True)
+        extracted = cfg.get("extract", {}).get("siblings", d["siblings"])
         if arch in d.get("archs", cfg["archs"]) and (role == "defended" or adaptive_ok):
-            n += sum(1 for c in d["siblings"] if c in params.get("siblings", d["siblings"]))
+            n += sum(1 for c in d["siblings"] if c in params.get("siblings", d["siblings"])
+                     and (role != "extracted" or c in extracted))
     return n
 
 
@@ -261,3 +263,5 @@ def test_full_config_plans_all_nineteen_architectures(tmp_path):
     assert jobs["train"] == 2 * 19
     assert jobs["compress"] == 19 * len(cfg["compressions"])
     assert jobs["attack"] == expected_attack_jobs(cfg)
+    assert jobs["defend"] == 19 * sum(len(d["siblings"]) for d in cfg["defenses"].values())
+    assert jobs["similarity"] == 19

@@ -172,8 +172,12 @@ def bootstrap_interval(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed
                        level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of Spearman's rho over resampled pairs."""
     rng = np.random.default_rng(seed)
-    draws = [spearman(a[idx], b[idx]) for idx in rng.integers(0, len(a), (resamples, len(a)))]
-    lo, hi = np.nanquantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    draws = np.array([spearman(a[idx], b[idx])
+                      for idx in rng.integers(0, len(a), (resamples, len(a)))])
+    draws = draws[~np.isnan(draws)]  # a resample of tied values has no rank correlation
+    if len(draws) == 0:
+        return np.nan, np.nan
+    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
 

@@ -80,6 +80,8 @@ def _check_names(config: dict) -> None:
         problems.extend(_attack_problems(config, aid, params))
     for did, params in config["defenses"].items():
         problems.extend(_defense_problems(config, did, params))
+    for cid in config["extract"].get("siblings", []):
+        need("extract.siblings", cid, list(config["compressions"]), "compression id")
     for metric in config["similarity"]["metrics"]:
         need("similarity.metrics", metric, SIMILARITIES.names(), "similarity metric")
     for role in config["source_roles"]:

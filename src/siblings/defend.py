@@ -114,7 +114,7 @@ def unpair(model: SiblingNet, job: DefenseJob) -> dict:
             history.append({"step": step, "ce": round(float(ce.detach()), 4),
                             "cosine": round(float(cos.detach().mean()), 4),
                             "grad_norm": round(float(g_sib.detach().norm(dim=1).mean()), 4)})
-            bar.set_postfix(ce=history[-1]["ce"], cos=history[-1]["cosine"])
+            log.info("step %d: %s", step, history[-1])
     return {"history": history, "steps": len(batches), "masked_weights": len(masks)}
 
 

@@ -217,56 +217,63 @@ def similarity_figure(df: pd.DataFrame, corr: pd.DataFrame, out: str | Path) -> 
     _save(figure, out)
 
 
+# What the defense is judged by, per attack kind; the labels the report shows.
+DEFENSE_MEASURES = {
+    "transfer": {"success_rate": "success (%)"},
+    "query": {"query_reduction": "query reduction (x)",
+              "median_queries_success": "median queries (successes)",
+              "success_rate": "success (%)"},
+}
+ACCURACY = "clean accuracy (%)"
+
+
 def defense_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per defended sibling (lam > 0) and attack, from the benchmark rows: the
-    undefended sibling, the lam = 0 control, the defended sibling and the two adaptive
-    attackers; transfer success at the smallest eps, or P-RGF's query reduction factor."""
-    transfer = _smallest_eps(df)
-    rows = pd.concat([transfer, df[df.query_reduction.notna() | (
-        (df.attack_kind == "query") & df.source_role.isin(DEFENDED_ROLES))]])
-    rows = rows[rows.source_role.isin(DEFENDED_ROLES) & (rows.defense_lambda > 0)]
+    """One row per defended sibling (lam > 0), attack and measure, read off the benchmark
+    rows: the sibling as published, the lam = 0 control (role ``defended``), the defended
+    sibling and the two adaptive attackers; transfer at each attack's smallest eps, query
+    attacks at theirs; plus each source's clean accuracy."""
+    rows = pd.concat([_smallest_eps(df), df[df.attack_kind == "query"]])
+    index = rows.set_index(["arch", "attack", "eps", "source_role", "compression", "defense"]
+                           ).sort_index()
+    defended = rows[rows.source_role.isin(DEFENDED_ROLES) & (rows.defense_lambda > 0)]
     out = []
-    for (arch, attack, eps, sibling, defense), g in rows.groupby(
+    for (arch, attack, eps, sibling, defense), g in defended.groupby(
             ["arch", "attack", "eps", "compression", "defense"]):
-        query = g.attack_kind.iloc[0] == "query"
-        measure = "query_reduction" if query else "success_rate"
-        by_role = g.set_index("source_role")[measure]
         first = g.iloc[0]
-        control = first["control_query_reduction" if query else "control_success_rate"]
-        out.append({
-            "arch": arch, "sibling": sibling, "defense": defense, "lam": first.defense_lambda,
-            "attack": attack, "eps": eps, "measure": measure,
-            "undefended": first["undefended_query_reduction" if query else "undefended_success_rate"],
-            "control": control, **{role: by_role.get(role, np.nan) for role in DEFENDED_ROLES},
-            "accuracy": first.source_clean_acc if "defended" not in by_role else
-            g.set_index("source_role").source_clean_acc["defended"],
-            "control accuracy": first.control_clean_acc,
-            "failed": bool(first.defense_failed),
-        })
+        sources = {"undefended": ("sibling", "none"), "control": ("defended", first.defense_control),
+                   **{role: (role, defense) for role in DEFENDED_ROLES}}
+        keys = {name: (arch, attack, eps, role, sibling, d) for name, (role, d) in sources.items()}
+        found = {name: index.loc[key] for name, key in keys.items() if key in index.index}
+        measures = dict(DEFENSE_MEASURES[first.attack_kind])
+        if not any(o["measure"] == "source_clean_acc" and o["arch"] == arch and
+                   o["sibling"] == sibling and o["defense"] == defense for o in out):
+            measures["source_clean_acc"] = ACCURACY  # once per defended sibling
+        for measure, label in measures.items():
+            out.append({"arch": arch, "sibling": sibling, "defense": defense,
+                        "lam": first.defense_lambda,
+                        "attack": "" if measure == "source_clean_acc" else attack,
+                        "eps": eps, "measure": measure, "label": label,
+                        "failed": bool(first.defense_failed),
+                        **{name: found[name][measure] if name in found else np.nan
+                           for name in sources}})
     return pd.DataFrame(out)
 
 
 def defense_figure(table: pd.DataFrame, out: str | Path) -> None:
-    """Before/after per architecture and sibling: each attack's measure from the undefended
-    sibling, the control, the defended sibling and the adaptive attackers; and accuracy."""
+    """Before/after per architecture and sibling: every measure from the undefended
+    sibling, the control, the defended sibling and the adaptive attackers."""
     if table.empty:
         _blank(out, "no defense with lam > 0 in this run's config")
         return
     sources = ["undefended", "control", *DEFENDED_ROLES]
-    long = table.assign(target=table.sibling + "+" + table.defense).melt(
-        id_vars=["arch", "target", "attack", "measure"], value_vars=sources,
+    long = table.assign(
+        target=table.sibling + "+" + table.defense,
+        panel=(table.attack + " " + table.label).str.strip()).melt(
+        id_vars=["arch", "target", "panel", "measure"], value_vars=sources,
         var_name="source", value_name="value")
     long["value"] = np.where(long.measure == "success_rate", 100 * long.value, long.value)
-    acc = table.drop_duplicates(["arch", "sibling", "defense"]).assign(
-        target=lambda d: d.sibling + "+" + d.defense).melt(
-        id_vars=["arch", "target"], value_vars=["control accuracy", "accuracy"],
-        var_name="source", value_name="value").assign(attack="clean accuracy (%)")
-    acc["source"] = acc.source.map({"control accuracy": "control", "accuracy": "defended"})
-    long = pd.concat([long.assign(attack=long.attack + np.where(
-        long.measure == "success_rate", " success (%)", " query reduction (x)")), acc],
-                     ignore_index=True)
     grid = sns.catplot(data=long, x="target", y="value", hue="source", hue_order=sources,
-                       row="attack", col="arch", kind="bar", height=2.6, aspect=1.3,
+                       row="panel", col="arch", kind="bar", height=2.4, aspect=1.3,
                        sharey="row", sharex=False)
     grid.set_titles("{col_name}: {row_name}", size=8)
     grid.set_axis_labels("", "")
@@ -309,29 +316,33 @@ def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
     _save(grid.figure, out)
 
 
-def _pct(x: float) -> str:
-    return "" if pd.isna(x) else f"{100 * x:.1f}"
+def _fmt(measure: str, x: float) -> str:
+    if pd.isna(x):
+        return ""
+    return {"success_rate": f"{100 * x:.1f}", "query_reduction": _fmt_ratio(x)}.get(measure, f"{x:.2f}")
+
+
+def _change(r: pd.Series) -> str:
+    """How the defended sibling compares with its control, in the measure's own terms."""
+    if r.measure == "success_rate":
+        return f"{100 * (1 - r.defended / r.control):.0f}% lower" if r.control > 0 else ""
+    if r.measure == "query_reduction":
+        if pd.isna(r.defended):  # P-RGF never reached its baseline's success rate
+            return "never reached the baseline's success"
+        return f"{r.control / r.defended:.1f}x smaller" if r.defended > 0 else ""
+    return f"{r.defended - r.control:+.2f}"
 
 
 def defense_markdown(table: pd.DataFrame) -> str:
-    """The defense table as the summary shows it, with the ratios the target is read from."""
+    """The defense table as the summary shows it, with the comparison the target is read from."""
     if table.empty:
         return "(no defense with lam > 0 configured)"
-    rows = []
-    for _, r in table.iterrows():
-        fmt = _pct if r.measure == "success_rate" else _fmt_ratio
-        change = (f"{100 * (1 - r.defended / r.control):.0f}% lower" if r.measure == "success_rate"
-                  and r.control > 0 else
-                  f"{r.control / r.defended:.1f}x smaller" if r.measure == "query_reduction"
-                  and r.defended > 0 else "")
-        rows.append({"arch": r.arch, "sibling": r.sibling, "defense": r.defense,
-                     "attack": f"{r.attack} ({'success %' if r.measure == 'success_rate' else 'query reduction'})",
-                     "undefended": fmt(r.undefended), "control (lam 0)": fmt(r.control),
-                     "defended": fmt(r.defended), "reversed": fmt(r.reversed),
-                     "extracted": fmt(r.extracted), "defended vs control": change,
-                     "accuracy control -> defended": f"{r['control accuracy']:.2f} -> {r.accuracy:.2f}",
-                     "failed": "FAILED" if r.failed else ""})
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return pd.DataFrame([{
+        "arch": r.arch, "sibling": r.sibling, "defense": r.defense,
+        "measure": f"{r.attack} {r.label}".strip(),
+        **{name: _fmt(r.measure, r[name]) for name in ("undefended", "control", *DEFENDED_ROLES)},
+        "defended vs control": _change(r), "failed": "FAILED" if r.failed else "",
+    } for _, r in table.iterrows()]).to_markdown(index=False)
 
 
 def correlation_markdown(corr: pd.DataFrame) -> str:

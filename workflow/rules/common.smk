@@ -4,7 +4,7 @@
 import re
 from pathlib import Path
 
-from siblings.sources import DEFENDED_ROLES, NO_SOURCE, SOURCE_ROLES, defended_id
+from siblings.sources import NO_SOURCE, SOURCE_ROLES, defended_id
 from siblings.attacks import ATTACKS as ATTACK_METHODS
 from siblings.config import validate
 from siblings.provenance import code_hash, config_hash
@@ -91,7 +91,8 @@ def role_sources(arch, attack, role):
         "cross-arch": lambda: [config["cross_arch"][arch]],
         "defended": lambda: defended_siblings(arch, *chosen),
         "reversed": lambda: defended_siblings(arch, *chosen, adaptive=True),
-        "extracted": lambda: defended_siblings(arch, *chosen, adaptive=True),
+        "extracted": lambda: [s for s in defended_siblings(arch, *chosen, adaptive=True)
+                              if s.split("+")[0] in config["extract"].get("siblings", COMPRESSIONS)],
         NO_SOURCE: lambda: [NO_SOURCE],
     }[role]()
 
