@@ -52,8 +52,8 @@ CASES = {
                          r"compressions\.ptq-x.*'weight_bits' is a required property"),
     "unknown role": (lambda c: c.update(source_roles=["oracle"]),
                      r"unknown source role 'oracle'"),
-    "unknown role of an attack": (lambda c: c["attacks"]["mifgsm"].update(roles=["oracle"]),
-                                  r"attacks\.mifgsm\.roles.*unknown source role 'oracle'; "
+    "unknown role of an attack": (lambda c: c["attacks"]["pgd"].update(roles=["oracle"]),
+                                  r"attacks\.pgd\.roles.*unknown source role 'oracle'; "
                                   r"allowed: sibling, independent, cross-arch, whitebox"),
     "unknown attack": (lambda c: c["attacks"]["pgd"].update(method="cw"),
                        r"attacks\.pgd\.method.*unknown attack method 'cw'; allowed: mifgsm, pgd"),
@@ -68,11 +68,12 @@ CASES = {
     "query attack without budget": (lambda c: c["attacks"]["rgf"].pop("queries"),
                                     r"attacks\.rgf\.queries': a query attack needs a query budget"),
     "cross-arch source not in the run": (
-        lambda c: c["cross_arch"].update(resnet18="alexnet"),
+        lambda c: (c["archs"].update(vgg16={}), c.update(cross_arch={"resnet18": "alexnet"})),
         r"cross_arch\.resnet18.*unknown cross-arch source .* 'alexnet'; allowed: vgg16"),
     "cross-arch role without a source": (
-        lambda c: c["cross_arch"].pop("vgg16"),
-        r"cross-arch role of 'mifgsm' needs a source for vgg16"),
+        lambda c: (c["archs"].update(vgg16={}), c.update(cross_arch={"resnet18": "vgg16"}),
+                   c["attacks"]["pgd"].update(roles=["cross-arch"])),
+        r"cross-arch role of 'pgd' needs a source for vgg16"),
     "baseline with a prior": (lambda c: c["attacks"]["prgf"].update(baseline="pgd"),
                               r"attacks\.prgf\.baseline.*'pgd' is not a no-prior attack.*allowed: rgf"),
     "unknown sibling of an attack": (lambda c: c["attacks"]["prgf"].update(siblings=["ptq-w3a3"]),
