@@ -97,6 +97,13 @@ def _check_names(config: dict) -> None:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
+def _not_in(key: str, names: list[str], allowed: list[str], what: str) -> list[str]:
+    """One problem per name of ``names`` (config key ``key``) that ``allowed`` lacks."""
+    listed = ", ".join(allowed) or "none configured"
+    return [f"config key '{key}': '{n}' is not {what}; allowed: {listed}"
+            for n in names if n not in allowed]
+
+
 def _attack_problems(config: dict, aid: str, params: dict) -> list[str]:
     """What is wrong with attack ``aid``: its method, roles, siblings, budget and baseline."""
     key = f"attacks.{aid}"
@@ -109,10 +116,8 @@ def _attack_problems(config: dict, aid: str, params: dict) -> list[str]:
         if role not in SOURCE_ROLES:
             problems.append(f"config key '{key}.roles': unknown source role '{role}'; "
                             f"allowed: {', '.join(SOURCE_ROLES)}")
-    for cid in params.get("siblings", []):
-        if cid not in config["compressions"]:
-            problems.append(f"config key '{key}.siblings': '{cid}' is not a compression id; "
-                            f"allowed: {', '.join(config['compressions'])}")
+    problems += _not_in(f"{key}.siblings", params.get("siblings", []), list(config["compressions"]),
+                        "a compression id")
     roles = params.get("roles", config["source_roles"]) if attack.needs_source else []
     missing = [a for a in config["archs"] if a not in config["cross_arch"]]
     if "cross-arch" in roles and missing:
@@ -121,10 +126,8 @@ def _attack_problems(config: dict, aid: str, params: dict) -> list[str]:
     if attack.is_query and "queries" not in params:
         problems.append(f"config key '{key}.queries': a query attack needs a query budget "
                         "(a positive integer)")
-    for did in params.get("defenses", []):
-        if did not in config["defenses"]:
-            problems.append(f"config key '{key}.defenses': '{did}' is not a defense id; "
-                            f"allowed: {', '.join(config['defenses']) or 'none configured'}")
+    problems += _not_in(f"{key}.defenses", params.get("defenses", []), list(config["defenses"]),
+                        "a defense id")
     baseline = params.get("baseline")
     if baseline is not None and (baseline not in config["attacks"] or ATTACKS.get(
             config["attacks"][baseline]["method"]).needs_source):
@@ -148,14 +151,10 @@ def _defense_problems(config: dict, did: str, params: dict) -> list[str]:
     if params["method"] not in DEFENSES.names():
         problems.append(f"config key '{key}.method': unknown defense method "
                         f"'{params['method']}'; allowed: {', '.join(DEFENSES.names())}")
-    for cid in params["siblings"]:
-        if cid not in config["compressions"]:
-            problems.append(f"config key '{key}.siblings': '{cid}' is not a compression of "
-                            f"this run; allowed: {', '.join(config['compressions'])}")
-    for arch in params.get("archs", []):
-        if arch not in config["archs"]:
-            problems.append(f"config key '{key}.archs': '{arch}' is not an architecture of "
-                            f"this run; allowed: {', '.join(config['archs'])}")
+    problems += _not_in(f"{key}.siblings", params["siblings"], list(config["compressions"]),
+                        "a compression of this run")
+    problems += _not_in(f"{key}.archs", params.get("archs", []), list(config["archs"]),
+                        "an architecture of this run")
     if params["lam"] == 0:
         return problems
     control = config["defenses"].get(params.get("control", ""))
