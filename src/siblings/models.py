@@ -2,7 +2,7 @@
 
 Every model is the library's own factory output with at most two documented tweaks: the
 input convolution takes the dataset's channel count (AlexNet's 11x11/4 stem becomes
-5x5/2, MobileNetV2's stem stride 1, and the sequential nets get a 1x1 head), and a
+5x5/2, and the sequential nets get a 1x1 head), and a
 ``width`` knob scales channels where the factory offers one, so CPU runs stay
 affordable. Inputs are raw pixels in [0, 1]; normalisation and padding to the model's
 input size live inside the model, so attacks work in pixel space and eps means pixels.
@@ -192,11 +192,14 @@ def resnet18(in_chans: int, num_classes: int, width: float, pretrained: bool) ->
 
 @ARCHITECTURES.register("mobilenetv2")
 def mobilenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
-    """torchvision MobileNetV2 (``width_mult``); stem stride 1, so 2x2 final maps at 32 px."""
+    """torchvision MobileNetV2 (``width_mult``), its own stride-2 stem: 1x1 final maps at 32 px.
+
+    A stride-1 stem (the usual CIFAR tweak) made a training step 2.5-3x slower on the CPU
+    for 2.4 points of Fashion-MNIST accuracy (86.9% against 84.5% at width 0.35).
+    """
     _no_pretrained("mobilenetv2", pretrained)
     model = _tvm().mobilenet_v2(num_classes=num_classes, width_mult=width)
     model.features[0][0] = _conv_like(model.features[0][0], in_chans)
-    model.features[0][0].stride = (1, 1)
     return model
 
 
