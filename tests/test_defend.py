@@ -10,7 +10,7 @@ from siblings.quant import fake_quant_modules
 from test_compress import blob_splits, compressed
 
 DEFENSE = {"method": "unpair", "lam": 5.0, "form": "abs", "smoothness": 0.0, "epochs": 3,
-           "lr": 0.003, "batch_size": 50, "tolerance": 2.0, "siblings": ["x"]}
+           "lr": 0.003, "batch_size": 50, "penalty_batch": 25, "tolerance": 2.0, "siblings": ["x"]}
 
 
 def defended(trained, blobs, sibling_params: dict, **overrides) -> tuple[torch.nn.Module, dict, float]:
