@@ -1,4 +1,5 @@
-"""The ``attack`` stage: one attack from one source against one full target, one row per eps.
+"""The ``attack`` stage: one attack from every source of one role against one full target,
+one row per (source, eps).
 
 The attacks themselves live in :mod:`siblings.attacks`; this stage picks the images, builds
 the attack from its config entry, runs it in batches and writes what the report needs:
@@ -86,45 +87,48 @@ def summary(result: AttackResult) -> dict:
     }
 
 
-def run(data: str, target_path: str, source_path: str | None, out: str, attack_id: str,
-        params: dict, role: str, source_id: str, code_version: str, job_config_hash: str,
-        log_file: str | None = None, threads: int = 1) -> None:
-    """Runs attack ``attack_id`` from one source (none for no-prior query attacks) against
-    the full target at every eps of its config entry."""
+def run(data: str, target_path: str, role: str, sources: list[dict], out: str, attack_id: str,
+        params: dict, code_version: str, log_file: str | None = None, threads: int = 1) -> None:
+    """Runs attack ``attack_id`` from each of ``sources`` (``{source_id, path, job_hash}``;
+    path None for no-prior query attacks) against the full target at every eps of its config
+    entry. One job per role: the data, the target and the attack images are loaded once, and
+    the 6 s of imports a job starts with are paid once, not per source."""
     with log_to(log_file):
         setup_torch(threads, params["seed"])
         splits = load_splits(data)
         target, target_meta = load_model(target_path)
-        source, source_meta = load_source(role, source_path) if source_path else (None, {})
         attack = build(params)
         x, y = attack_set(target, splits.images("test"), splits.labels("test"),
                           params["n_examples"], params["seed"])
         labels = (target_classes(y, target_meta["spec"]["num_classes"], params["seed"])
                   if params["targeted"] else y)
         rows = []
-        for eps in tqdm(params["eps"], desc=f"{attack_id} {role}/{source_id}"):
-            start = time.time()
-            budget = Budget(float(eps), params["norm"], params.get("queries"))
-            stats = summary(run_batched(attack, source, target, x, labels, budget,
-                                        params["batch_size"]))
-            log.info("eps %.4f: target fooled %.1f%% (median queries over successes %s), "
-                     "%.1f s", eps, 100 * stats["success_rate"], stats["median_queries_success"],
-                     time.time() - start)
-            rows.append({
-                "dataset": splits.meta["dataset"], "arch": target_meta["spec"]["arch"],
-                "compression": source_meta.get("compression_id") or "none",
-                "compression_family": source_meta.get("family") or "none",
-                "defense": source_meta.get("defense_id") or "none", "attack": attack_id, "attack_method": params["method"],
-                "attack_kind": "query" if attack.is_query else "transfer",
-                "source_role": role, "source_id": source_id,
-                "source_arch": source_meta["spec"]["arch"] if source_meta else "none",
-                "norm": params["norm"], "targeted": params["targeted"], "eps": float(eps),
-                "steps": params.get("steps"), "query_budget": params.get("queries"),
-                "n_examples": len(y), **stats,
-                "target_clean_acc": target_meta["test_accuracy"],
-                "source_clean_acc": source_meta.get("test_accuracy", np.nan),
-                "seed": params["seed"], "job_config_hash": job_config_hash,
-                "code_version": code_version,
-            })
+        for src in sources:
+            source, source_meta = load_source(role, src["path"]) if src["path"] else (None, {})
+            for eps in tqdm(params["eps"], desc=f"{attack_id} {role}/{src['source_id']}"):
+                start = time.time()
+                budget = Budget(float(eps), params["norm"], params.get("queries"))
+                stats = summary(run_batched(attack, source, target, x, labels, budget,
+                                            params["batch_size"]))
+                log.info("%s eps %.4f: target fooled %.1f%% (median queries over successes "
+                         "%s), %.1f s", src["source_id"], eps, 100 * stats["success_rate"],
+                         stats["median_queries_success"], time.time() - start)
+                rows.append({
+                    "dataset": splits.meta["dataset"], "arch": target_meta["spec"]["arch"],
+                    "compression": source_meta.get("compression_id") or "none",
+                    "compression_family": source_meta.get("family") or "none",
+                    "defense": source_meta.get("defense_id") or "none", "attack": attack_id,
+                    "attack_method": params["method"],
+                    "attack_kind": "query" if attack.is_query else "transfer",
+                    "source_role": role, "source_id": src["source_id"],
+                    "source_arch": source_meta["spec"]["arch"] if source_meta else "none",
+                    "norm": params["norm"], "targeted": params["targeted"], "eps": float(eps),
+                    "steps": params.get("steps"), "query_budget": params.get("queries"),
+                    "n_examples": len(y), **stats,
+                    "target_clean_acc": target_meta["test_accuracy"],
+                    "source_clean_acc": source_meta.get("test_accuracy", np.nan),
+                    "seed": params["seed"], "job_config_hash": src["job_hash"],
+                    "code_version": code_version,
+                })
         with atomic_path(out) as tmp:
             pd.DataFrame(rows).to_parquet(tmp, index=False)

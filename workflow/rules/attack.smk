@@ -2,14 +2,14 @@ rule attack:
     input:
         data=DATA,
         target=FULL.replace("{seed}", str(SEED_FULL)),
-        source=source_model,
+        sources=source_models,
     output:
         table=ATTACK,
     log:
-        f"{LOGS}/attack/{{arch}}-{{attack}}-{{role}}-{{source}}.log",
+        f"{LOGS}/attack/{{arch}}-{{attack}}-{{role}}.log",
     params:
         cfg=lambda w: config["attacks"][w.attack],
-        job_hash=lambda w: config_hash([config["attacks"][w.attack], w.role, w.source]),
+        sources=attack_sources,
         code=code_hash("attack"),
     threads: config["threads"]["attack"]
     conda:

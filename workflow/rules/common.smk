@@ -33,7 +33,7 @@ FULL = f"{RESULTS}/models/{{arch}}/full/seed{{seed}}.safetensors"
 SIBLING = f"{RESULTS}/models/{{arch}}/sibling/{{compression}}.safetensors"
 DEFENDED = f"{RESULTS}/models/{{arch}}/defended/{{compression}}+{{defense}}.safetensors"
 EXTRACTED = f"{RESULTS}/models/{{arch}}/extracted/{{compression}}+{{defense}}.safetensors"
-ATTACK = f"{RESULTS}/attacks/{{arch}}/{{attack}}/{{role}}/{{source}}.parquet"
+ATTACK = f"{RESULTS}/attacks/{{arch}}/{{attack}}/{{role}}.parquet"
 SIMILARITY = f"{RESULTS}/similarity/{{arch}}.parquet"
 BENCHMARK = f"results/{NAME}/benchmark.parquet"
 MODELS = f"results/{NAME}/models.parquet"
@@ -117,8 +117,16 @@ ROLE_MODEL = {
 }
 
 
-def source_model(wildcards):
-    return ROLE_MODEL[wildcards.role](wildcards.arch, wildcards.source)
+def attack_sources(wildcards):
+    """Every source one attack job runs from: id, model path (None: no prior) and the hash
+    of what its rows depend on."""
+    return [{"source_id": s, "path": ROLE_MODEL[wildcards.role](wildcards.arch, s) or None,
+             "job_hash": config_hash([config["attacks"][wildcards.attack], wildcards.role, s])}
+            for s in role_sources(wildcards.arch, wildcards.attack, wildcards.role)]
+
+
+def source_models(wildcards):
+    return [s["path"] for s in attack_sources(wildcards) if s["path"]]
 
 
 def train_params(arch):
@@ -140,11 +148,11 @@ def similarity_sources(arch):
 
 
 ATTACK_TABLES = [
-    ATTACK.format(arch=a, attack=k, role=r, source=s)
+    ATTACK.format(arch=a, attack=k, role=r)
     for a in ARCHS
     for k in ATTACKS
     for r in attack_roles(k)
-    for s in role_sources(a, k, r)
+    if role_sources(a, k, r)
 ]
 MODEL_SIDECARS = {
     "full": [sidecar(FULL.format(arch=a, seed=SEED_FULL)) for a in ARCHS],
