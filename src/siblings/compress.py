@@ -288,7 +288,8 @@ def load_model(path: str | Path) -> tuple[SiblingNet, dict]:
     """Rebuilds a full model or sibling from its safetensors weights and JSON sidecar."""
     tensors, meta = load_tensors(path)
     # The stored weights replace any pretrained ones: never fetch them again.
-    model = create_model(replace(ModelSpec.from_dict(meta["spec"]), pretrained=False))
+    model = create_model(replace(ModelSpec.from_dict(meta["spec"]), pretrained=False),
+                         initialise=False)
     if meta.get("compression"):
         comp = meta["compression"]
         COMPRESSIONS.get(comp["method"]).prepare(model, comp)
