@@ -304,12 +304,12 @@ def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
     grid = sns.relplot(data=d.sort_values("defense_lambda"), x="cost", y="success", hue="line",
                        col="arch", row="attack", kind="line", marker="o", sort=False,
                        height=3.0, aspect=1.1)
-    for ax, ((attack, arch), panel) in zip(grid.axes.flat,
-                                            d.groupby(["attack", "arch"], sort=True)):
+    for (attack, arch), panel in d.groupby(["attack", "arch"]):
+        ax = grid.axes_dict[(attack, arch)]
         for r in panel.itertuples():
             ax.annotate(f"{r.defense_lambda:g}", (r.cost, r.success), fontsize=6,
                         xytext=(3, 3), textcoords="offset points")
-    grid.set_axis_labels("accuracy given up vs the lam = 0 control (pts)",
+    grid.set_axis_labels("accuracy given up vs control (pts)",
                          "transfer success on target (%)")
     grid.set_titles("{col_name} / {row_name}")
     grid.figure.suptitle("lambda sweep: security vs accuracy (points labelled with lam)", y=1.02)
