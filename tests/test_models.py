@@ -52,3 +52,30 @@ def test_padding_is_black_in_pixel_space():
     out = pre(torch.ones(1, 1, 28, 28))
     assert out[0, 0, 0, 0].item() == pytest.approx((0 - 0.5) / 0.25)
     assert out[0, 0, 16, 16].item() == pytest.approx((1 - 0.5) / 0.25)
+
+
+@pytest.mark.parametrize("arch", CORE_ARCHITECTURES)
+def test_a_shell_built_for_loading_computes_what_the_model_it_loads_computes(arch):
+    spec = ModelSpec(arch, 1, 10, 32, (0.5,), (0.5,), width=SMALL_WIDTH[arch])
+    model = create_model(spec).eval()
+    shell = create_model(spec, initialise=False)
+    assert not any(p.detach().any() for p in shell.parameters())  # nothing random
+    shell.load_state_dict(model.state_dict())
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(shell.eval()(x), model(x))
+
+
+def test_a_shell_keeps_buffers_a_state_dict_would_not_restore(monkeypatch):
+    class Scaled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 10)
+            self.register_buffer("scale", torch.full((1,), 3.0), persistent=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x.flatten(1)[:, :4]) * self.scale
+
+    monkeypatch.setitem(ARCHITECTURES._items, "scaled", lambda **kw: Scaled())
+    shell = create_model(ModelSpec("scaled", 1, 10, 2, (0.5,), (0.5,)), initialise=False)
+    assert float(shell.backbone.scale) == 3.0
