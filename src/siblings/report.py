@@ -236,7 +236,7 @@ def defense_table(df: pd.DataFrame) -> pd.DataFrame:
     index = rows.set_index(["arch", "attack", "eps", "source_role", "compression", "defense"]
                            ).sort_index()
     defended = rows[rows.source_role.isin(DEFENDED_ROLES) & (rows.defense_lambda > 0)]
-    out = []
+    out, with_accuracy = [], set()
     for (arch, attack, eps, sibling, defense), g in defended.groupby(
             ["arch", "attack", "eps", "compression", "defense"]):
         first = g.iloc[0]
@@ -245,9 +245,9 @@ def defense_table(df: pd.DataFrame) -> pd.DataFrame:
         keys = {name: (arch, attack, eps, role, sibling, d) for name, (role, d) in sources.items()}
         found = {name: index.loc[key] for name, key in keys.items() if key in index.index}
         measures = dict(DEFENSE_MEASURES[first.attack_kind])
-        if not any(o["measure"] == "source_clean_acc" and o["arch"] == arch and
-                   o["sibling"] == sibling and o["defense"] == defense for o in out):
-            measures["source_clean_acc"] = ACCURACY  # once per defended sibling
+        if (arch, sibling, defense) not in with_accuracy:  # once per defended sibling
+            measures["source_clean_acc"] = ACCURACY
+            with_accuracy.add((arch, sibling, defense))
         for measure, label in measures.items():
             out.append({"arch": arch, "sibling": sibling, "defense": defense,
                         "lam": first.defense_lambda,
