@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.ao.quantization import FakeQuantize
 
 from siblings.artifacts import save_tensors
 from siblings.compress import COMPRESSIONS, load_model
@@ -60,6 +61,48 @@ def test_per_layer_and_per_channel_are_different_schemes(trained, blobs):
     layer = next(m for m in per_layer.modules() if hasattr(m, "weight_fake_quant"))
     assert layer.weight_fake_quant.scale.numel() == 1
     assert QuantScheme.from_params({"weight_bits": 8, "act_bits": 8}).is_int8
+
+
+@pytest.mark.parametrize("depthwise_bits", [None, 8])
+def test_depthwise_and_edge_layers_get_their_own_bits(depthwise_bits):
+    from siblings.models import create_model
+
+    model = create_model(tiny_spec("mobilenetv2", 0.35)).eval()
+    params = {"method": "ptq", "weight_bits": 4, "act_bits": 4, "depthwise_bits": depthwise_bits}
+    method = COMPRESSIONS.get("ptq")
+    method.prepare(model, params)
+    layers = [m for m in model.modules() if hasattr(m, "weight_fake_quant")]
+    levels = [m.weight_fake_quant.quant_max + 1 for m in layers]  # 2**(bits-1), signed
+    depthwise = [getattr(m, "groups", 1) > 1 for m in layers]
+    assert any(depthwise) and levels[0] == levels[-1] == 128  # edge_bits 8 by default
+    inner = list(zip(levels, depthwise))[1:-1]
+    assert {n for n, dw in inner if dw} == {128 if depthwise_bits else 8}
+    assert {n for n, dw in inner if not dw} == {8}
+    packed = method.deploy(model, params).size_bytes
+    bits = sum(m.weight.numel() * (n.bit_length()) for m, n in zip(layers, levels))
+    floats = sum(p.numel() for p in model.parameters()) - sum(m.weight.numel() for m in layers)
+    assert packed == (bits + 32 * floats + 7) // 8
+
+
+def test_residual_branch_outputs_get_residual_bits(trained):
+    model = load_copy(trained)
+    COMPRESSIONS.get("ptq").prepare(model, {"method": "ptq", "weight_bits": 6, "act_bits": 6,
+                                            "residual_bits": 8})
+    graph = model.backbone
+    modules = dict(graph.named_modules())
+    levels = {}  # conv name -> levels of the activation quantizer right after it
+    for node in graph.graph.nodes:
+        source = node.args[0] if node.args else None
+        quantizer = modules.get(node.target) if node.op == "call_module" else None
+        if isinstance(quantizer, FakeQuantize) and getattr(source, "op", None) == "call_module":
+            levels[source.target] = quantizer.quant_max - quantizer.quant_min + 1
+    branch_ends = {n for n in levels if n.endswith(("conv2", "downsample.0"))}
+    assert sum(n.endswith("conv2") for n in branch_ends) == 8  # one per block
+    assert any(n.endswith("downsample.0") for n in branch_ends)  # the shortcut branches
+    assert {levels[n] for n in branch_ends} == {256}
+    assert {levels[n] for n in levels if n.endswith("conv1") and "layer" in n} == {64}
+    layer = modules["layer1.0.conv2"]
+    assert layer.weight_fake_quant.quant_max == 31  # weights stay at 6 bits
 
 
 @pytest.mark.parametrize("observer", ["minmax", "histogram", "ema"])

@@ -126,12 +126,12 @@ def _qat_fit(model: SiblingNet, job: Job) -> dict:
     return measured
 
 
-def _packed_bytes(model: SiblingNet, weight_bits: int) -> int:
-    """Bytes with every quantized weight bit-packed and everything else in float32."""
-    quantized = {id(m.weight) for m in model.modules() if hasattr(m, "weight_fake_quant")}
-    bits = sum(p.numel() * (weight_bits if id(p) in quantized else 32)
-               for p in model.parameters())
-    return (bits + 7) // 8
+def _packed_bytes(model: SiblingNet) -> int:
+    """Bytes with every quantized weight bit-packed at its own layer's width (edge and
+    depthwise layers may have more bits than the rest) and everything else in float32."""
+    bits = {id(m.weight): (m.weight_fake_quant.quant_max - m.weight_fake_quant.quant_min + 1)
+            .bit_length() - 1 for m in model.modules() if hasattr(m, "weight_fake_quant")}
+    return (sum(p.numel() * bits.get(id(p), 32) for p in model.parameters()) + 7) // 8
 
 
 def _quant_deploy(model: SiblingNet, params: dict) -> Deployment:
@@ -141,7 +141,7 @@ def _quant_deploy(model: SiblingNet, params: dict) -> Deployment:
     is flagged in ``runtime`` (and so in the report) with the converter's error.
     """
     scheme = QuantScheme.from_params(params)
-    packed = _packed_bytes(model, scheme.weight_bits)
+    packed = _packed_bytes(model)
     if not scheme.is_int8:
         return Deployment(None, packed,
                           f"none (no w{scheme.weight_bits}a{scheme.act_bits} CPU kernels)")
