@@ -148,7 +148,8 @@ def _qconfig_mapping(folded: torch.fx.GraphModule, scheme: QuantScheme) -> QConf
     layers = [(n, m) for n, m in folded.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     if scheme.residual_bits is not None:
         for name in _residual_branches(folded):
-            mapping.set_module_name(name, _at_least(scheme, 0, scheme.residual_bits))
+            mapping.set_module_name(name, _at_least(scheme, scheme.weight_bits,
+                                                    scheme.residual_bits))
     if scheme.depthwise_bits is not None:
         for name, layer in layers:
             if isinstance(layer, nn.Conv2d) and layer.groups > 1:
