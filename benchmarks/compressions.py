@@ -17,8 +17,11 @@ from pathlib import Path
 
 import torch
 
-from siblings.compress import COMPRESSIONS, Job, load_model
-from siblings.engine import load_splits, predict, setup_torch
+from siblings.checkpoints import load_model
+from siblings.compress import COMPRESSIONS, Job
+from siblings.data import Splits
+from siblings.engine import predict
+from siblings.stages.runner import seed_everything
 from siblings.models import count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,8 +60,8 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    setup_torch(args.threads, 0)
-    splits = load_splits(ZOO / "data.safetensors")
+    seed_everything(args.threads, 0)
+    splits = Splits.load(ZOO / "data.safetensors")
     x = splits.images("test")[: args.n_test]
     paths = sorted(ZOO.glob("*-e*.safetensors"))
     rows = []

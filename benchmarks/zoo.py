@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from siblings import data, train
+from siblings.stages import data, train
 from siblings.artifacts import read_json
 from siblings.config import validate
 from siblings.models import ARCHITECTURES

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from siblings.artifacts import UnsafeArtifactError, atomic_path, load_tensors, save_tensors
-from siblings.compress import load_model
+from siblings.checkpoints import load_model
 
 
 def test_roundtrip_with_sidecar(tmp_path):

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from siblings.attack import attack_set, build, run_batched, target_classes
+from siblings.attacks.batch import attack_set, build, run_batched, target_classes
 from siblings.attacks import ATTACKS, BlackBox, Budget
 from siblings.gradients import margin
 

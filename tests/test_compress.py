@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from siblings.artifacts import save_tensors
-from siblings.compress import COMPRESSIONS, Job, load_model, prunable_weights, sparsity
+from siblings.checkpoints import load_model
+from siblings.compress import COMPRESSIONS, Job, prunable_weights, sparsity
 from siblings.models import count_parameters
 from siblings.config import ConfigError, validate
 from siblings.data import Splits

@@ -3,7 +3,8 @@ import torch
 
 from siblings.artifacts import read_json, save_tensors, sidecar_path
 from siblings.compress import sparsity
-from siblings.defend import DefenseJob, mean_cosine, run, unpair
+from siblings.defend import DefenseJob, mean_cosine, unpair
+from siblings.stages.defend import run
 from siblings.gradients import input_gradient
 from siblings.quant import fake_quant_modules
 

@@ -7,12 +7,13 @@ from siblings.provenance import SRC, code_hash, config_hash, stage_modules
 
 def test_stage_hash_follows_imports_only():
     attack_files = {p.relative_to(SRC).as_posix() for p in stage_modules("attack")}
-    assert {"attack.py", "models.py", "compress.py", "quant.py", "attacks/__init__.py",
+    assert {"stages/attack.py", "models.py", "compress.py", "quant.py", "attacks/__init__.py",
             "attacks/base.py", "attacks/query.py", "attacks/transfer.py"} <= attack_files
-    assert "attack.py" not in {p.name for p in stage_modules("train")}
+    assert "stages/attack.py" not in {p.relative_to(SRC).as_posix()
+                                      for p in stage_modules("train")}
 
 
-@pytest.mark.parametrize("edited", ["attack.py", "attacks/query.py"])
+@pytest.mark.parametrize("edited", ["stages/attack.py", "attacks/query.py"])
 def test_editing_attack_code_changes_only_the_attack_hash(tmp_path, edited):
     src = tmp_path / "siblings"
     shutil.copytree(SRC, src, ignore=shutil.ignore_patterns("__pycache__"))

@@ -3,7 +3,8 @@ import torch
 from torch.ao.quantization import FakeQuantize
 
 from siblings.artifacts import save_tensors
-from siblings.compress import COMPRESSIONS, load_model
+from siblings.checkpoints import load_model
+from siblings.compress import COMPRESSIONS
 from siblings.quant import (QuantScheme, activation_quantizers, calibrate, correct_bias,
                             fake_quant_modules, fold, search_ranges, to_int8)
 

@@ -4,7 +4,8 @@ import torch
 
 from siblings.artifacts import save_tensors
 from siblings.gradients import ReversedGradient, input_gradient
-from siblings.similarity import SIMILARITIES, compare, linear_cka, run, views
+from siblings.similarity import SIMILARITIES, compare, linear_cka, views
+from siblings.stages.similarity import run
 from siblings.sources import load_source
 
 from test_compress import compressed

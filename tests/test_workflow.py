@@ -207,7 +207,7 @@ def test_attack_parameter_change_reruns_only_attack_and_downstream(smoke_run):
 
 
 def test_attack_code_edit_reruns_only_attack_and_downstream(smoke_run):
-    code = smoke_run / "src/siblings/attack.py"
+    code = smoke_run / "src/siblings/stages/attack.py"
     original = code.read_text()
     code.write_text(original + "\n# a change to the attack code\n")
     try:

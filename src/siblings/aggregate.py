@@ -1,4 +1,5 @@
-"""The ``aggregate`` stage: every per-job table into one typed, provenance-stamped Parquet."""
+"""The analysis behind ``benchmark.parquet``: typed schemas, the joins that put every
+comparison on one row, amplification, query reduction and the similarity correlations."""
 
 from __future__ import annotations
 
@@ -10,11 +11,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
-from siblings.artifacts import atomic_path, read_json
-from siblings.logs import log, log_to
-from siblings.provenance import config_hash, git_commit, package_versions
+from siblings.artifacts import atomic_path
 
 BENCHMARK_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("arch", pa.string()), ("compression", pa.string()),
@@ -42,8 +40,8 @@ BENCHMARK_SCHEMA = pa.schema([
     ("source_size_bytes", pa.int64()), ("source_latency_ms", pa.float64()),
     ("source_runtime", pa.string()), ("source_deployed_agreement", pa.float64()),
     ("seed", pa.int64()), ("job_config_hash", pa.string()), ("code_version", pa.string()),
-    ("config_hash", pa.string()), ("run_name", pa.string()), ("git_commit", pa.string()),
-    ("package_versions", pa.string()),
+    ("device", pa.string()), ("config_hash", pa.string()), ("run_name", pa.string()),
+    ("git_commit", pa.string()), ("package_versions", pa.string()),
 ])
 
 MODELS_SCHEMA = pa.schema([
@@ -56,7 +54,7 @@ MODELS_SCHEMA = pa.schema([
     ("similarity_before", pa.float64()), ("similarity_after", pa.float64()), ("size_bytes", pa.int64()),
     ("latency_ms", pa.float64()), ("runtime", pa.string()), ("deployed_accuracy", pa.float64()),
     ("deployed_agreement", pa.float64()), ("measured", pa.string()), ("n_test", pa.int64()),
-    ("code_version", pa.string()),
+    ("code_version", pa.string()), ("device", pa.string()),
     ("config_hash", pa.string()), ("run_name", pa.string()),
 ])
 
@@ -205,7 +203,7 @@ def correlations(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def _write(df: pd.DataFrame, schema: pa.Schema, out: str | Path) -> None:
+def write_table(df: pd.DataFrame, schema: pa.Schema, out: str | Path) -> None:
     missing = [f.name for f in schema if f.name not in df.columns]
     if missing:
         raise ValueError(f"aggregate: per-job tables lack columns {missing}")
@@ -249,51 +247,10 @@ def model_row(meta: dict, role: str, dataset: str) -> dict:
         "similarity_after": measured.get("similarity_after", np.nan),
         "measured": json.dumps(measured, sort_keys=True),
         "n_test": meta["n_test"], "code_version": meta["code_version"],
+        "device": meta.get("device"),
     }
 
 
-def _write_frame(df: pd.DataFrame, out: str | Path) -> None:
+def write_frame(df: pd.DataFrame, out: str | Path) -> None:
     with atomic_path(out) as tmp:
         df.to_parquet(tmp, index=False)
-
-
-def run(attack_tables: list[str], similarity_tables: list[str],
-        model_sidecars: dict[str, list[str]], config: dict, benchmark_out: str,
-        models_out: str, similarity_out: str, correlations_out: str, config_out: str,
-        log_file: str | None = None) -> None:
-    """Concatenates attack tables into ``benchmark_out``, model sidecars into
-    ``models_out`` and similarity tables into ``similarity_out``; correlates similarity
-    with attack outcomes into ``correlations_out``.
-
-    ``model_sidecars`` maps a role (full, independent, sibling, defended, extracted) to its
-    sidecar paths. The validated ``config`` is saved beside them, so every row's
-    ``config_hash`` resolves.
-    """
-    with log_to(log_file):
-        digest = config_hash(config)
-        stamp = {"config_hash": digest, "run_name": config["name"]}
-        dataset = config["dataset"]["name"]
-        models = pd.DataFrame([model_row(read_json(p), role, dataset)
-                               for role, paths in model_sidecars.items() for p in paths])
-        sim = pd.concat([pd.read_parquet(p) for p in similarity_tables], ignore_index=True)
-        df = pd.concat([pd.read_parquet(p) for p in attack_tables], ignore_index=True)
-        df = with_sibling_measurements(df, models)
-        df = with_similarity(df, sim)
-        df["amplification"] = amplification(df)
-        df = query_reduction(df, config["attacks"])
-        df = with_defense(df, models, config["defenses"])
-        df = df.assign(**stamp, git_commit=git_commit(),
-                       package_versions=str(sorted(package_versions().items())))
-        df = df.sort_values(["arch", "attack", "source_role", "source_id", "eps"])
-        corr = correlations(df)
-        _write(df, BENCHMARK_SCHEMA, benchmark_out)
-        _write(models.assign(**stamp), MODELS_SCHEMA, models_out)
-        _write_frame(sim.assign(dataset=dataset, **stamp), similarity_out)
-        _write_frame(corr.assign(dataset=dataset, **stamp), correlations_out)
-        with atomic_path(config_out) as tmp:
-            tmp.write_text(f"# config_hash: {digest}\n" + yaml.safe_dump(config, sort_keys=True))
-        for _, c in corr[corr.metric == "grad_cosine"].iterrows():
-            log.info("Spearman(grad cosine, %s of %s) = %.3f [%.3f, %.3f] over %d pairs",
-                     c.outcome, c.attack, c.spearman, c.ci_low, c.ci_high, c.n_pairs)
-        log.info("aggregated %d attack rows, %d models, %d similarity pairs", len(df),
-                 len(models), len(sim))

@@ -90,7 +90,7 @@ def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None
                            f"{len(unexpected)} unexpected, e.g. {unexpected[:3]}")
 
 
-def _check_safetensors(path: Path) -> None:
+def check_safetensors(path: Path) -> None:
     """A safetensors file starts with an 8-byte little-endian header length, then a JSON '{'."""
     with open(path, "rb") as f:
         head = f.read(9)
@@ -106,5 +106,5 @@ def _check_safetensors(path: Path) -> None:
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Loads a safetensors file and its JSON sidecar; refuses non-safetensors input."""
     path = Path(path)
-    _check_safetensors(path)
+    check_safetensors(path)
     return load_file(str(path)), read_json(sidecar_path(path))

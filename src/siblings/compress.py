@@ -9,10 +9,7 @@ whose parameters say which method to run.
 
 from __future__ import annotations
 
-import copy
-import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -20,10 +17,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import prune
 
-from siblings.artifacts import load_state, load_tensors, save_tensors
 from siblings.data import Splits
-from siblings.engine import load_splits, logits, predict, setup_torch
-from siblings.logs import log, log_to
+from siblings.engine import logits
+from siblings.logs import log
 from siblings.measure import Deployment, float_deployment, measure, state_bytes
 from siblings.models import ModelSpec, SiblingNet, count_parameters, create_model
 from siblings.quant import (QuantScheme, calibrate, correct_bias, fake_quant_modules, fold,
@@ -280,54 +276,3 @@ def _kd_fit(model: SiblingNet, job: Job) -> dict:
 
 
 COMPRESSIONS.register("kd")(Compression(_kd_prepare, _kd_fit, _float_deploy, "distillation"))
-
-
-# --- the stage --------------------------------------------------------------------------
-
-def load_model(path: str | Path) -> tuple[SiblingNet, dict]:
-    """Rebuilds a full model or sibling from its safetensors weights and JSON sidecar."""
-    tensors, meta = load_tensors(path)
-    # The stored weights replace any pretrained ones: never fetch them again.
-    model = create_model(replace(ModelSpec.from_dict(meta["spec"]), pretrained=False),
-                         initialise=False)
-    if meta.get("compression"):
-        comp = meta["compression"]
-        COMPRESSIONS.get(comp["method"]).prepare(model, comp)
-    load_state(model, tensors)
-    model.eval()
-    return model, meta
-
-
-def run(data: str, full: str, out: str, compression_id: str, params: dict, seed: int,
-        code_version: str, log_file: str | None = None, threads: int = 1) -> None:
-    """Compresses the full model ``full`` with method ``params['method']`` into ``out``."""
-    with log_to(log_file):
-        setup_torch(threads, seed)
-        splits = load_splits(data)
-        model, full_meta = load_model(full)
-        teacher, _ = load_model(full)
-        x_test, y_test = splits.images("test"), splits.labels("test")
-        full_pred = predict(teacher, x_test)
-        method = COMPRESSIONS.get(params["method"])
-        start = time.time()
-        method.prepare(model, params)
-        measured = method.fit(model, Job(splits, params, seed, teacher))
-        seconds = time.time() - start
-        pred = predict(model, x_test)
-        acc = 100.0 * (pred == y_test).float().mean().item()
-        agree = 100.0 * (pred == full_pred).float().mean().item()
-        product = measure(method.deploy(model, params), x_test, y_test, reference=pred)
-        log.info("%s %s: accuracy %.2f%% (full %.2f%%), agreement with full %.2f%%; "
-                 "deployed as %s: %s", full_meta["spec"]["arch"], compression_id, acc,
-                 full_meta["test_accuracy"], agree, product["runtime"], product)
-        meta = {
-            "kind": "sibling", "spec": full_meta["spec"], "seed": seed,
-            "parent": {"path": str(full), "test_accuracy": full_meta["test_accuracy"],
-                       "code_version": full_meta["code_version"]},
-            "compression_id": compression_id, "compression": params,
-            "family": method.family, "measured": measured, "test_accuracy": acc,
-            "agreement_with_full": agree, "n_test": len(y_test),
-            "parameters": count_parameters(model), "product": product,
-            "compress_seconds": seconds, "code_version": code_version,
-        }
-        save_tensors(out, model.state_dict(), meta)

@@ -18,7 +18,7 @@ from siblings.data import DATASETS
 from siblings.defend import DEFENSES
 from siblings.models import ARCHITECTURES
 from siblings.similarity import SIMILARITIES
-from siblings.sources import SOURCE_ROLES
+from siblings.roles import SOURCE_ROLES
 
 
 class ConfigError(ValueError):

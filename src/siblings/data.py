@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -180,19 +181,50 @@ def imagefolder(root: str | None, download: bool) -> RawDataset:
                       std=(0.229, 0.224, 0.225), source=str(root))
 
 
+class _LazyTensors(Mapping):
+    """The tensors of a safetensors file, each read on first use: an attack job needs the
+    test split only, and an ImageNet-scale train split would not fit every job's memory."""
+
+    def __init__(self, path: Path) -> None:
+        from safetensors import safe_open
+
+        self._file = safe_open(str(path), framework="pt")
+        self._cache: dict[str, torch.Tensor] = {}
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name not in self._cache:
+            self._cache[name] = self._file.get_tensor(name)
+        return self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._file.keys())
+
+    def __len__(self) -> int:
+        return len(self._file.keys())
+
+
 @dataclass(frozen=True)
 class Splits:
-    """The seeded splits (uint8 images) every stage reads from the ``data`` artifact."""
+    """The seeded splits (uint8 images) every stage reads from the ``data`` artifact,
+    handed out on ``device``."""
 
-    tensors: dict[str, torch.Tensor]
+    tensors: Mapping[str, torch.Tensor]
     meta: dict
+    device: torch.device = torch.device("cpu")
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device = torch.device("cpu")) -> "Splits":
+        from siblings.artifacts import check_safetensors, read_json, sidecar_path
+
+        check_safetensors(Path(path))
+        return cls(_LazyTensors(Path(path)), read_json(sidecar_path(path)), device)
 
     def images(self, split: str) -> torch.Tensor:
         """Images of ``split`` as float in [0, 1]: the pixel space attacks' eps refers to."""
-        return self.tensors[f"x_{split}"].float().div_(255.0)
+        return self.tensors[f"x_{split}"].to(self.device).float().div_(255.0)
 
     def labels(self, split: str) -> torch.Tensor:
-        return self.tensors[f"y_{split}"]
+        return self.tensors[f"y_{split}"].to(self.device)
 
 
 def prepare(raw: RawDataset, calib_size: int, seed: int, train_subset: int | None = None,
@@ -217,24 +249,3 @@ def prepare(raw: RawDataset, calib_size: int, seed: int, train_subset: int | Non
 
 
 MODEL_INPUT_SIZE = 32  # every architecture is adapted to 32-px inputs; smaller images are padded
-
-
-def run(out: str, name: str, root: str | None, download: bool, calib_size: int, seed: int,
-        train_subset: int | None, test_subset: int | None, code_version: str,
-        log_file: str | None = None) -> None:
-    """The ``data`` stage: loads ``name`` and stores its seeded splits as one artifact."""
-    from siblings.artifacts import save_tensors
-    from siblings.logs import log, log_to
-
-    with log_to(log_file):
-        raw = DATASETS.get(name)(root, download)
-        tensors = prepare(raw, calib_size, seed, train_subset, test_subset)
-        meta = {
-            "dataset": name, "source": raw.source, "channels": int(raw.x_train.shape[1]),
-            "num_classes": int(raw.y_train.max()) + 1, "input_size": MODEL_INPUT_SIZE,
-            "mean": list(raw.mean), "std": list(raw.std), "split_seed": seed,
-            "sizes": {k[2:]: len(v) for k, v in tensors.items() if k.startswith("y_")},
-            "code_version": code_version,
-        }
-        log.info("%s from %s: %s", name, raw.source, meta["sizes"])
-        save_tensors(out, tensors, meta)

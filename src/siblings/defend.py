@@ -1,4 +1,4 @@
-"""The ``defend`` stage: fine-tune a published sibling so it stops helping attack its full model.
+"""Defenses: fine-tune a published sibling so it stops helping attack its full model.
 
 A registry of defenses; ``unpair`` (similarity-unpairing) is the first. It fine-tunes the
 sibling, still in its compressed form, on cross-entropy plus ``lam`` times the similarity of
@@ -11,7 +11,6 @@ loses more accuracy than ``tolerance`` points is marked failed, not used silentl
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,15 +19,10 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from siblings.artifacts import save_tensors
-from siblings.compress import COMPRESSIONS, load_model
 from siblings.data import Splits
-from siblings.engine import load_splits, predict, setup_torch
 from siblings.gradients import input_gradient
-from siblings.logs import log, log_to
-from siblings.measure import measure
-from siblings.models import SiblingNet, count_parameters
-from siblings.quant import observe_during_training
+from siblings.logs import log
+from siblings.models import SiblingNet
 from siblings.registry import Registry
 from siblings.train import minibatches, one_cycle
 
@@ -117,52 +111,3 @@ def unpair(model: SiblingNet, job: DefenseJob) -> dict:
                             "grad_norm": round(float(g_sib.detach().norm(dim=1).mean()), 4)})
             log.info("step %d: %s", step, history[-1])
     return {"history": history, "steps": len(batches), "masked_weights": len(masks)}
-
-
-def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: dict,
-        seed: int, code_version: str, log_file: str | None = None, threads: int = 1) -> None:
-    """Defends the sibling at ``sibling`` (of the full model ``full``) into ``out``."""
-    with log_to(log_file):
-        setup_torch(threads, seed)
-        splits = load_splits(data)
-        teacher, _ = load_model(full)
-        for w in teacher.parameters():
-            w.requires_grad_(False)
-        model, sib_meta = load_model(sibling)
-        observe_during_training(model, False)
-        check_x, check_y = splits.images("calib")[:CHECK_IMAGES], splits.labels("calib")[:CHECK_IMAGES]
-        before = mean_cosine(teacher, model, check_x, check_y)
-        start = time.time()
-        measured = DEFENSES.get(params["method"])(model, DefenseJob(splits, params, seed, teacher))
-        seconds = time.time() - start
-        after = mean_cosine(teacher, model, check_x, check_y)
-        x_test, y_test = splits.images("test"), splits.labels("test")
-        pred = predict(model, x_test)
-        acc = 100.0 * (pred == y_test).float().mean().item()
-        cost = sib_meta["test_accuracy"] - acc
-        failed = cost > params["tolerance"]
-        fell = after < before
-        log.info("%s %s + %s: gradient cosine %.3f -> %.3f on %d held-out images; accuracy "
-                 "%.2f%% -> %.2f%% (cost %.2f, tolerance %.2f)%s; %.0f s",
-                 sib_meta["spec"]["arch"], sib_meta["compression_id"], defense_id, before,
-                 after, len(check_y), sib_meta["test_accuracy"], acc, cost, params["tolerance"],
-                 " FAILED" if failed else "", seconds)
-        if params["lam"] > 0 and not fell:
-            log.warning("the gradient similarity did not fall: the defense did nothing")
-        product = measure(COMPRESSIONS.get(sib_meta["compression"]["method"]).deploy(
-            model, sib_meta["compression"]), x_test, y_test, reference=pred)
-        meta = {
-            **{k: sib_meta[k] for k in ("spec", "compression_id", "compression", "family")},
-            "kind": "defended", "seed": seed,
-            "parent": {"path": str(sibling), "test_accuracy": sib_meta["test_accuracy"],
-                       "code_version": sib_meta["code_version"]},
-            "defense_id": defense_id, "defense": params,
-            "measured": {**measured, "similarity_before": before, "similarity_after": after,
-                         "similarity_fell": fell},
-            "test_accuracy": acc, "accuracy_cost": cost, "failed": failed,
-            "agreement_with_full": 100.0 * (pred == predict(teacher, x_test)).float().mean().item(),
-            "n_test": len(y_test), "parameters": count_parameters(model), "product": product,
-            "defend_seconds": seconds, "code_version": code_version,
-        }
-        save_tensors(out, model.state_dict(), meta)
-

@@ -1,29 +1,9 @@
-"""Shared torch plumbing: thread/seed set-up, batched prediction, accuracy, the data artifact."""
+"""Batched prediction and accuracy, on whatever device the model and images are on."""
 
 from __future__ import annotations
 
-import random
-from pathlib import Path
-
-import numpy as np
 import torch
 from torch import nn
-
-from siblings.artifacts import load_tensors
-from siblings.data import Splits
-
-
-def setup_torch(threads: int, seed: int) -> None:
-    """Fixes the thread count (Snakemake's ``threads:``) and every RNG, for repeatable tables."""
-    torch.set_num_threads(max(1, threads))
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def load_splits(path: str | Path) -> Splits:
-    tensors, meta = load_tensors(path)
-    return Splits(tensors, meta)
 
 
 @torch.no_grad()

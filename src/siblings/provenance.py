@@ -1,8 +1,8 @@
 """Code and config fingerprints that make every artifact traceable and every rerun exact.
 
 Snakemake reruns a job when its params change but never looks inside an imported
-package, so each rule's params carry ``code_hash(stage)``: a hash of the stage module
-and of every ``siblings`` module it imports, transitively. Editing attack code thus
+package, so each rule's params carry ``code_hash(stage)``: a hash of the stage's module
+(``siblings/stages/<stage>.py``) and of every ``siblings`` module it imports, transitively. Editing attack code thus
 reruns attacks, not training.
 """
 
@@ -44,9 +44,10 @@ def _module_file(name: str, src: Path) -> Path | None:
 
 
 def stage_modules(stage: str, src: Path = SRC) -> list[Path]:
-    """The stage module and every package module it reaches through imports."""
+    """The stage's module (``stages/<stage>.py``) and every package module it reaches
+    through imports."""
     seen: set[Path] = set()
-    todo = [stage]
+    todo = [f"stages.{stage}"]
     while todo:
         path = _module_file(todo.pop(), src)
         if path is None or path in seen:

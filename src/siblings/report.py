@@ -1,4 +1,4 @@
-"""The ``report`` stage: figures and ``summary.md`` drawn only from the aggregated Parquet files."""
+"""The report's figures and ``summary.md``, drawn only from the aggregated Parquet files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from siblings.artifacts import atomic_path  # noqa: E402
-from siblings.logs import log, log_to  # noqa: E402
-from siblings.sources import DEFENDED_ROLES  # noqa: E402
+from siblings.roles import DEFENDED_ROLES  # noqa: E402
 
 BASELINE_ROLES = ("independent", "cross-arch", "whitebox")
 
@@ -453,22 +452,3 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame)
         f"models.parquet ({len(models)} rows)",
         "",
     ])
-
-
-def run(benchmark: str, models: str, correlations: str, outputs: dict[str, str],
-        log_file: str | None = None) -> None:
-    """Draws every figure and ``summary.md``; ``outputs`` maps figure/efficiency/queries/
-    similarity/defense/sweep/summary to their paths."""
-    with log_to(log_file):
-        df, mdf = pd.read_parquet(benchmark), pd.read_parquet(models)
-        corr = pd.read_parquet(correlations)
-        plain = df[~df.source_role.isin(DEFENDED_ROLES)]
-        transfer_figure(plain[plain.attack_kind == "transfer"], outputs["figure"])
-        query_figure(df, outputs["queries"])
-        efficiency_figure(mdf, outputs["efficiency"])
-        similarity_figure(df, corr, outputs["similarity"])
-        defense_figure(defense_table(df), outputs["defense"])
-        sweep_figure(df, outputs["sweep"])
-        with atomic_path(outputs["summary"]) as tmp:
-            tmp.write_text(summary_markdown(df, mdf, corr))
-        log.info("report written: %s", ", ".join(outputs.values()))

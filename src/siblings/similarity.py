@@ -1,4 +1,4 @@
-"""The ``similarity`` stage: how alike a full model and a source model are, on fixed images.
+"""Similarity metrics: how alike a full model and a source model are, on fixed images.
 
 Each metric is a registered function of two :class:`Views` (what a model shows on the same
 seeded image set: logits, input gradients, penultimate features), so a new metric is one
@@ -14,18 +14,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from siblings.artifacts import atomic_path
 from siblings.gradients import input_gradient
-from siblings.compress import load_model
-from siblings.engine import load_splits, setup_torch
-from siblings.logs import log, log_to
 from siblings.registry import Registry
-from siblings.sources import load_source
 
 
 def classifier_layer(model: nn.Module) -> nn.Module:
@@ -55,8 +49,8 @@ def views(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 
                  for i in range(0, len(y), batch_size)]
     finally:
         hook.remove()
-    return Views(torch.cat([p[0].detach() for p in parts]).double(),
-                 torch.cat([p[1] for p in parts]).double(), torch.cat(seen).double())
+    return Views(torch.cat([p[0].detach() for p in parts]).cpu().double(),
+                 torch.cat([p[1] for p in parts]).cpu().double(), torch.cat(seen).cpu().double())
 
 
 Metric = Callable[[Views, Views], dict]
@@ -112,27 +106,3 @@ def image_set(x: torch.Tensor, y: torch.Tensor, n: int, seed: int
     """The seeded images every pair is compared on."""
     chosen = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
     return x[chosen], y[chosen]
-
-
-def run(data: str, full_path: str, sources: list[dict], out: str, params: dict,
-        code_version: str, log_file: str | None = None, threads: int = 1) -> None:
-    """Compares the full model ``full_path`` with each source (``role``, ``source_id``,
-    ``path``) and writes one row per pair."""
-    with log_to(log_file):
-        setup_torch(threads, params["seed"])
-        splits = load_splits(data)
-        x, y = image_set(splits.images("test"), splits.labels("test"), params["n_examples"],
-                         params["seed"])
-        full, full_meta = load_model(full_path)
-        reference = views(full, x, y)
-        rows = []
-        for src in sources:
-            model, meta = load_source(src["role"], src["path"])
-            values = compare(reference, views(model, x, y), params["metrics"])
-            log.info("%s %s/%s: %s", full_meta["spec"]["arch"], src["role"], src["source_id"],
-                     {k: round(v, 4) for k, v in values.items() if isinstance(v, float)})
-            rows.append({"arch": full_meta["spec"]["arch"], "source_role": src["role"],
-                         "source_id": src["source_id"], "n_similarity": len(y), **values,
-                         "similarity_code_version": code_version})
-        with atomic_path(out) as tmp:
-            pd.DataFrame(rows).to_parquet(tmp, index=False)

@@ -1,20 +1,14 @@
-"""The ``train`` stage: the full-scale model, and with another seed the attacker's independent model."""
+"""Training: seeded minibatches, the one-cycle optimiser and the fit loop every stage that trains uses."""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Callable
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from siblings.artifacts import save_tensors
-from siblings.engine import accuracy, load_splits, setup_torch
-from siblings.logs import log, log_to
-from siblings.measure import float_deployment, measure
-from siblings.models import ModelSpec, SiblingNet, count_parameters, create_model
+from siblings.models import ModelSpec
 
 
 def minibatches(n: int, batch_size: int, epochs: float, seed: int) -> list[torch.Tensor]:
@@ -69,31 +63,3 @@ def model_spec(arch: str, width: float, meta: dict, pretrained: bool = False) ->
     return ModelSpec(arch=arch, in_chans=meta["channels"], num_classes=meta["num_classes"],
                      input_size=meta["input_size"], mean=tuple(meta["mean"]),
                      std=tuple(meta["std"]), width=width, pretrained=pretrained)
-
-
-def run(data: str, out: str, arch: str, width: float, seed: int, params: dict,
-        code_version: str, log_file: str | None = None, threads: int = 1) -> None:
-    """Trains ``arch`` with ``seed`` on the train split and stores it with its test accuracy."""
-    with log_to(log_file):
-        setup_torch(threads, seed)
-        splits = load_splits(data)
-        model: SiblingNet = create_model(model_spec(arch, width, splits.meta,
-                                                    params.get("pretrained", False)))
-        log.info("training %s (width %s, seed %d, %d params) on %d images",
-                 arch, width, seed, count_parameters(model), len(splits.labels("train")))
-        start = time.time()
-        fit(model, splits.images("train"), splits.labels("train"), params["epochs"],
-            params["batch_size"], params["lr"], params["weight_decay"], seed, f"train {arch}")
-        seconds = time.time() - start
-        acc = accuracy(model, splits.images("test"), splits.labels("test"))
-        product = measure(float_deployment(model), splits.images("test"), splits.labels("test"),
-                          reference=None)
-        log.info("%s seed %d: test accuracy %.2f%% after %.0f s; %s", arch, seed, acc, seconds,
-                 product)
-        meta = {
-            "kind": "full", "spec": model.spec.to_dict(), "seed": seed, "train": params,
-            "test_accuracy": acc, "n_test": len(splits.labels("test")),
-            "parameters": count_parameters(model), "product": product, "train_seconds": seconds,
-            "code_version": code_version, "compression": None,
-        }
-        save_tensors(Path(out), model.state_dict(), meta)

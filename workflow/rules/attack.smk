@@ -10,6 +10,7 @@ rule attack:
     params:
         cfg=lambda w: config["attacks"][w.attack],
         sources=attack_sources,
+        device=config["device"],
         code=code_hash("attack"),
     threads: config["threads"]["attack"]
     conda:

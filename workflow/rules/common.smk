@@ -4,14 +4,19 @@
 import re
 from pathlib import Path
 
-from siblings.sources import NO_SOURCE, SOURCE_ROLES, defended_id
+from siblings.roles import NO_SOURCE, SOURCE_ROLES, defended_id
 from siblings.attacks import ATTACKS as ATTACK_METHODS
 from siblings.config import validate
+from siblings.device import check_available
 from siblings.provenance import code_hash, config_hash
 
 _valid = validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 config.clear()
 config.update(_valid)
+# Locally the planner's machine runs the jobs, so a device it lacks fails here, before any
+# job; a cluster executor's jobs check on their own nodes.
+if workflow.local_exec:
+    check_available(config["device"])
 
 NAME = config["name"]
 DATASET = config["dataset"]["name"]

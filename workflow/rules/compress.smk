@@ -10,6 +10,7 @@ rule compress:
     params:
         cfg=lambda w: config["compressions"][w.compression],
         seed=SEED_FULL,
+        device=config["device"],
         code=code_hash("compress"),
     threads: config["threads"]["compress"]
     priority: 1  # long jobs first, so short attack jobs fill the tail of the run

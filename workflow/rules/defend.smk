@@ -11,6 +11,7 @@ rule defend:
     params:
         cfg=lambda w: config["defenses"][w.defense],
         seed=SEED_FULL,
+        device=config["device"],
         code=code_hash("defend"),
     threads: config["threads"]["defend"]
     priority: 1  # long jobs first, so short attack jobs fill the tail of the run

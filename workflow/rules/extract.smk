@@ -10,6 +10,7 @@ rule extract:
     params:
         cfg=config["extract"],
         seed=SEED_INDEPENDENT,  # the attacker's own training run
+        device=config["device"],
         code=code_hash("extract"),
     threads: config["threads"]["defend"]
     priority: 1

@@ -10,6 +10,7 @@ rule similarity:
     params:
         sources=lambda w: similarity_sources(w.arch),
         cfg=config["similarity"],
+        device=config["device"],
         code=code_hash("similarity"),
     threads: config["threads"]["attack"]
     conda:

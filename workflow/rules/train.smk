@@ -9,6 +9,7 @@ rule train:
     params:
         width=lambda w: config["archs"][w.arch]["width"],
         cfg=lambda w: train_params(w.arch),
+        device=config["device"],
         code=code_hash("train"),
     threads: config["threads"]["train"]
     priority: 2  # long jobs first, so short attack jobs fill the tail of the run

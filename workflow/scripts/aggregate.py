@@ -1,4 +1,4 @@
-from siblings import aggregate
+from siblings.stages import aggregate
 
 aggregate.run(attack_tables=list(snakemake.input.tables),
               similarity_tables=list(snakemake.input.similarity),

@@ -1,4 +1,4 @@
-from siblings import data
+from siblings.stages import data
 
 cfg = snakemake.params.cfg
 data.run(out=snakemake.output.data, name=cfg["name"], root=cfg["root"], download=cfg["download"],

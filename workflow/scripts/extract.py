@@ -1,6 +1,7 @@
-from siblings import extract
+from siblings.stages import extract
 
 extract.run(data=snakemake.input.data, defended=snakemake.input.defended,
             out=snakemake.output.weights, params=snakemake.params.cfg, seed=snakemake.params.seed,
             code_version=snakemake.params.code, log_file=snakemake.log[0],
-            threads=snakemake.threads)
+            threads=snakemake.threads,
+            device=snakemake.params.device)

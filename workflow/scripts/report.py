@@ -1,4 +1,4 @@
-from siblings import report
+from siblings.stages import report
 
 report.run(benchmark=snakemake.input.benchmark, models=snakemake.input.models,
            correlations=snakemake.input.correlations, outputs=dict(snakemake.output.items()),

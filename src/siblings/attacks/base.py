@@ -95,21 +95,28 @@ class BlackBox:
     exceed its budget by accident.
     """
 
-    def __init__(self, model: nn.Module, n_images: int, budget: int) -> None:
+    def __init__(self, model: nn.Module, n_images: int, budget: int,
+                 batch_size: int | None = None, device: torch.device | str = "cpu") -> None:
         self.model = model.eval()
         self.budget = budget
-        self.queries = torch.zeros(n_images, dtype=torch.long)
+        self.batch_size = batch_size
+        self.queries = torch.zeros(n_images, dtype=torch.long, device=device)
 
     def remaining(self, owner: torch.Tensor) -> torch.Tensor:
         return self.budget - self.queries[owner]
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+        """The scores of ``x``, sent to the model in chunks of at most ``batch_size`` images
+        (None: all at once; chunks only bound memory, every image still counts)."""
         spent = self.queries.index_add(0, owner, torch.ones_like(owner))
         if (spent > self.budget).any():
             raise RuntimeError("query budget exceeded: the attack must stop an image first")
         self.queries = spent
-        return self.model(x)
+        if self.batch_size is None or len(x) <= self.batch_size:
+            return self.model(x)
+        return torch.cat([self.model(x[i:i + self.batch_size])
+                          for i in range(0, len(x), self.batch_size)])
 
 
 # --- the base class and the registry --------------------------------------------------------

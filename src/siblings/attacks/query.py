@@ -57,6 +57,7 @@ class QueryAttack(Attack):
 
     seed: int = 0
     max_iterations: int | None = None  # a step cap on top of the query budget
+    query_batch: int | None = None  # most images per forward pass of the target (None: all)
     is_query = True
 
     def _going(self, run: _Run, budget: Budget, iteration: int) -> bool:
@@ -82,10 +83,11 @@ class QueryAttack(Attack):
 
     def _begin(self, target: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: Budget,
                start: torch.Tensor, cost: int) -> tuple[_Run, BlackBox]:
-        box = BlackBox(target, len(y), budget.queries)
-        run = _Run(x, y, start.clone(), torch.zeros(len(y)), torch.zeros(len(y), dtype=torch.bool),
-                   torch.ones(len(y), dtype=torch.bool))
-        every = torch.arange(len(y))
+        box = BlackBox(target, len(y), budget.queries, self.query_batch, x.device)
+        run = _Run(x, y, start.clone(), torch.zeros(len(y), device=x.device),
+                   torch.zeros(len(y), dtype=torch.bool, device=x.device),
+                   torch.ones(len(y), dtype=torch.bool, device=x.device))
+        every = torch.arange(len(y), device=x.device)
         loss, ok = self._margin(box, run.x_adv, every, y)
         self._settle(run, every, loss, ok, box, cost)
         return run, box
@@ -136,9 +138,10 @@ class PRGF(QueryAttack):
         return (run.loss[idx][:, None] - loss.view(n, k)) / self.sigma
 
     def _random_directions(self, n: int, k: int, shape: torch.Size, g: torch.Generator,
-                           prior: torch.Tensor | None) -> torch.Tensor:
-        """``k`` unit directions per image, orthogonal to ``prior`` if given."""
-        noise = torch.randn(n, k, *shape, generator=g)
+                           prior: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+        """``k`` unit directions per image, orthogonal to ``prior`` if given. Drawn on the
+        CPU, so every device attacks along the same directions."""
+        noise = torch.randn(n, k, *shape, generator=g).to(device)
         if prior is not None:
             p = prior[:, None]
             noise = noise - (noise * p).flatten(2).sum(2).view(n, k, *([1] * len(shape))) * p
@@ -147,21 +150,21 @@ class PRGF(QueryAttack):
     def estimate(self, box: BlackBox, run: _Run, idx: torch.Tensor, prior: torch.Tensor | None,
                  g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """The gradient estimate at ``run.x_adv[idx]`` and the prior's weight per image."""
-        shape, dim = run.x.shape[1:], run.x[0].numel()
+        shape, dim, device = run.x.shape[1:], run.x[0].numel(), run.x.device
         if prior is None:
-            lam = torch.zeros(len(idx))
+            lam = torch.zeros(len(idx), device=device)
         else:
-            probes = self._random_directions(len(idx), self.norm_probes, shape, g, None)
+            probes = self._random_directions(len(idx), self.norm_probes, shape, g, None, device)
             norm = (self._differences(box, run, idx, probes) ** 2).mean(1).mul(dim).sqrt()
             along = self._differences(box, run, idx, prior[:, None]).squeeze(1)
             prior = prior * torch.where(along < 0, -1.0, 1.0).view(-1, *([1] * len(shape)))
             lam = prior_weight(along.abs() / norm.clamp_min(1e-12), dim, self.samples)
-        estimate = torch.zeros(len(idx), *shape) if prior is None else prior.clone()
+        estimate = torch.zeros(len(idx), *shape, device=device) if prior is None else prior.clone()
         sample = lam < 1
         if sample.any():
             rows = sample.nonzero().squeeze(1)
             base = None if prior is None else prior[rows]
-            noise = self._random_directions(len(rows), self.samples, shape, g, base)
+            noise = self._random_directions(len(rows), self.samples, shape, g, base, device)
             w = lam[rows].view(-1, 1, *([1] * len(shape)))
             directions = noise if base is None else w.sqrt() * base[:, None] + (1 - w).sqrt() * noise
             diffs = self._differences(box, run, idx[rows], directions)
@@ -229,19 +232,20 @@ class Square(QueryAttack):
             raise ValueError("square: only the linf norm is implemented")
         g = torch.Generator().manual_seed(self.seed)
         n, c, h, w = x.shape
-        stripes = torch.randint(0, 2, (n, c, 1, w), generator=g).float() * 2 - 1
+        stripes = torch.randint(0, 2, (n, c, 1, w), generator=g).to(x.device).float() * 2 - 1
         start = (x + budget.eps * stripes).clamp(0, 1)
         run, box = self._begin(target, x, y, budget, start if budget.eps > 0 else x, self._cost())
-        rows, cols = torch.arange(h).view(1, 1, h, 1), torch.arange(w).view(1, 1, 1, w)
+        rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+        cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
         iteration = 0
         while self._going(run, budget, iteration):
             iteration += 1
             idx = run.active.nonzero().squeeze(1)
             side = min(self._side(iteration, budget.queries, h * w), h, w)
-            top = torch.randint(0, h - side + 1, (len(idx), 1, 1, 1), generator=g)
-            left = torch.randint(0, w - side + 1, (len(idx), 1, 1, 1), generator=g)
+            top = torch.randint(0, h - side + 1, (len(idx), 1, 1, 1), generator=g).to(x.device)
+            left = torch.randint(0, w - side + 1, (len(idx), 1, 1, 1), generator=g).to(x.device)
             window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
-            signs = torch.randint(0, 2, (len(idx), c, 1, 1), generator=g).float() * 2 - 1
+            signs = torch.randint(0, 2, (len(idx), c, 1, 1), generator=g).to(x.device).float() * 2 - 1
             corner = (x[idx] + budget.eps * signs).clamp(0, 1)
             proposal = torch.where(window, corner, run.x_adv[idx])
             loss, ok = self._margin(box, proposal, idx, y[idx])

@@ -40,7 +40,7 @@ class IterativeAttack(Attack):
         if not self.random_start:
             return x.clone()
         g = torch.Generator().manual_seed(self.seed)
-        noise = (torch.rand(x.shape, generator=g) * 2 - 1) * budget.eps
+        noise = (torch.rand(x.shape, generator=g).to(x.device) * 2 - 1) * budget.eps
         if budget.norm == "l2":  # a random direction on the sphere of radius eps
             noise = noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * budget.eps
         return self.project(x + noise, x, budget)

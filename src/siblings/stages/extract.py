@@ -14,21 +14,23 @@ import time
 from dataclasses import replace
 
 from siblings.artifacts import save_tensors
-from siblings.compress import kd_loss, load_model
-from siblings.engine import load_splits, logits, predict, setup_torch
-from siblings.logs import log, log_to
+from siblings.checkpoints import load_model
+from siblings.compress import kd_loss
+from siblings.engine import logits, predict
+from siblings.logs import log
 from siblings.models import ModelSpec, count_parameters, create_model
+from siblings.stages.runner import stage
 from siblings.train import fit
 
 
 def run(data: str, defended: str, out: str, params: dict, seed: int, code_version: str,
-        log_file: str | None = None, threads: int = 1) -> None:
+        log_file: str | None = None, threads: int = 1, device: str = "cpu") -> None:
     """Distils the defended sibling at ``defended`` into a fresh surrogate at ``out``."""
-    with log_to(log_file):
-        setup_torch(threads, seed)
-        splits = load_splits(data)
-        victim, meta = load_model(defended)
+    with stage(log_file, threads, seed, device, data) as env:
+        splits = env.splits
+        victim, meta = load_model(defended, env.device)
         surrogate = create_model(replace(ModelSpec.from_dict(meta["spec"]), pretrained=False))
+        surrogate.to(env.device)
         x = splits.images("train")
         start = time.time()
         fit(surrogate, x, logits(victim, x), params["epochs"], params["batch_size"],
@@ -51,4 +53,5 @@ def run(data: str, defended: str, out: str, params: dict, seed: int, code_versio
             "extract": params, "test_accuracy": acc, "agreement_with_defended": agree,
             "n_test": len(y_test), "parameters": count_parameters(surrogate),
             "extract_seconds": seconds, "code_version": code_version,
+            "device": env.device_name,
         })

@@ -1,0 +1,57 @@
+"""The ``aggregate`` stage: every per-job table into one typed, provenance-stamped Parquet."""
+
+from __future__ import annotations
+
+import pandas as pd
+import yaml
+
+from siblings.aggregate import (BENCHMARK_SCHEMA, MODELS_SCHEMA, amplification, correlations,
+                                model_row, query_reduction, with_defense,
+                                with_sibling_measurements, with_similarity, write_frame,
+                                write_table)
+from siblings.artifacts import atomic_path, read_json
+from siblings.logs import log
+from siblings.provenance import config_hash, git_commit, package_versions
+from siblings.stages.runner import stage
+
+
+def run(attack_tables: list[str], similarity_tables: list[str],
+        model_sidecars: dict[str, list[str]], config: dict, benchmark_out: str,
+        models_out: str, similarity_out: str, correlations_out: str, config_out: str,
+        log_file: str | None = None) -> None:
+    """Concatenates attack tables into ``benchmark_out``, model sidecars into
+    ``models_out`` and similarity tables into ``similarity_out``; correlates similarity
+    with attack outcomes into ``correlations_out``.
+
+    ``model_sidecars`` maps a role (full, independent, sibling, defended, extracted) to its
+    sidecar paths. The validated ``config`` is saved beside them, so every row's
+    ``config_hash`` resolves.
+    """
+    with stage(log_file, threads=1, seed=0, device="cpu"):
+        digest = config_hash(config)
+        stamp = {"config_hash": digest, "run_name": config["name"]}
+        dataset = config["dataset"]["name"]
+        models = pd.DataFrame([model_row(read_json(p), role, dataset)
+                               for role, paths in model_sidecars.items() for p in paths])
+        sim = pd.concat([pd.read_parquet(p) for p in similarity_tables], ignore_index=True)
+        df = pd.concat([pd.read_parquet(p) for p in attack_tables], ignore_index=True)
+        df = with_sibling_measurements(df, models)
+        df = with_similarity(df, sim)
+        df["amplification"] = amplification(df)
+        df = query_reduction(df, config["attacks"])
+        df = with_defense(df, models, config["defenses"])
+        df = df.assign(**stamp, git_commit=git_commit(),
+                       package_versions=str(sorted(package_versions().items())))
+        df = df.sort_values(["arch", "attack", "source_role", "source_id", "eps"])
+        corr = correlations(df)
+        write_table(df, BENCHMARK_SCHEMA, benchmark_out)
+        write_table(models.assign(**stamp), MODELS_SCHEMA, models_out)
+        write_frame(sim.assign(dataset=dataset, **stamp), similarity_out)
+        write_frame(corr.assign(dataset=dataset, **stamp), correlations_out)
+        with atomic_path(config_out) as tmp:
+            tmp.write_text(f"# config_hash: {digest}\n" + yaml.safe_dump(config, sort_keys=True))
+        for _, c in corr[corr.metric == "grad_cosine"].iterrows():
+            log.info("Spearman(grad cosine, %s of %s) = %.3f [%.3f, %.3f] over %d pairs",
+                     c.outcome, c.attack, c.spearman, c.ci_low, c.ci_high, c.n_pairs)
+        log.info("aggregated %d attack rows, %d models, %d similarity pairs", len(df),
+                 len(models), len(sim))

@@ -1,0 +1,56 @@
+"""The ``compress`` stage: the full model through one compression method into an on-device sibling."""
+
+from __future__ import annotations
+
+import time
+
+from siblings.artifacts import save_tensors
+from siblings.checkpoints import load_model
+from siblings.compress import COMPRESSIONS, Job
+from siblings.engine import predict
+from siblings.logs import log
+from siblings.measure import measure
+from siblings.models import count_parameters
+from siblings.stages.runner import stage
+
+
+def run(data: str, full: str, out: str, compression_id: str, params: dict, seed: int,
+        code_version: str, log_file: str | None = None, threads: int = 1,
+        device: str = "cpu") -> None:
+    """Compresses the full model ``full`` with method ``params['method']`` into ``out``.
+
+    The structure changes on the CPU (as it does when the sibling is reloaded), the method
+    calibrates or fine-tunes on the stage's device, and the deployed form is built and
+    measured on the CPU, where the int8 kernels run."""
+    with stage(log_file, threads, seed, device, data) as env:
+        splits = env.splits
+        model, full_meta = load_model(full)
+        teacher, _ = load_model(full, env.device)
+        x_test, y_test = splits.images("test"), splits.labels("test")
+        full_pred = predict(teacher, x_test)
+        method = COMPRESSIONS.get(params["method"])
+        start = time.time()
+        method.prepare(model, params)
+        model.to(env.device)
+        measured = method.fit(model, Job(splits, params, seed, teacher))
+        seconds = time.time() - start
+        pred = predict(model, x_test)
+        acc = 100.0 * (pred == y_test).float().mean().item()
+        agree = 100.0 * (pred == full_pred).float().mean().item()
+        product = measure(method.deploy(model.cpu(), params), x_test.cpu(), y_test.cpu(),
+                          reference=pred.cpu())
+        log.info("%s %s: accuracy %.2f%% (full %.2f%%), agreement with full %.2f%%; "
+                 "deployed as %s: %s", full_meta["spec"]["arch"], compression_id, acc,
+                 full_meta["test_accuracy"], agree, product["runtime"], product)
+        meta = {
+            "kind": "sibling", "spec": full_meta["spec"], "seed": seed,
+            "parent": {"path": str(full), "test_accuracy": full_meta["test_accuracy"],
+                       "code_version": full_meta["code_version"]},
+            "compression_id": compression_id, "compression": params,
+            "family": method.family, "measured": measured, "test_accuracy": acc,
+            "agreement_with_full": agree, "n_test": len(y_test),
+            "parameters": count_parameters(model), "product": product,
+            "compress_seconds": seconds, "code_version": code_version,
+            "device": env.device_name,
+        }
+        save_tensors(out, model.state_dict(), meta)

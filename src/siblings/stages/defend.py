@@ -1,0 +1,67 @@
+"""The ``defend`` stage: fine-tune a published sibling so it stops helping attack its full model."""
+
+from __future__ import annotations
+
+import time
+
+from siblings.artifacts import save_tensors
+from siblings.checkpoints import load_model
+from siblings.compress import COMPRESSIONS
+from siblings.defend import CHECK_IMAGES, DEFENSES, DefenseJob, mean_cosine
+from siblings.engine import predict
+from siblings.logs import log
+from siblings.measure import measure
+from siblings.models import count_parameters
+from siblings.quant import observe_during_training
+from siblings.stages.runner import stage
+
+
+def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: dict,
+        seed: int, code_version: str, log_file: str | None = None, threads: int = 1,
+        device: str = "cpu") -> None:
+    """Defends the sibling at ``sibling`` (of the full model ``full``) into ``out``; a
+    defended sibling that loses more than ``tolerance`` points is stored marked failed."""
+    with stage(log_file, threads, seed, device, data) as env:
+        splits = env.splits
+        teacher, _ = load_model(full, env.device)
+        for w in teacher.parameters():
+            w.requires_grad_(False)
+        model, sib_meta = load_model(sibling, env.device)
+        observe_during_training(model, False)
+        check_x, check_y = splits.images("calib")[:CHECK_IMAGES], splits.labels("calib")[:CHECK_IMAGES]
+        before = mean_cosine(teacher, model, check_x, check_y)
+        start = time.time()
+        measured = DEFENSES.get(params["method"])(model, DefenseJob(splits, params, seed, teacher))
+        seconds = time.time() - start
+        after = mean_cosine(teacher, model, check_x, check_y)
+        x_test, y_test = splits.images("test"), splits.labels("test")
+        pred = predict(model, x_test)
+        acc = 100.0 * (pred == y_test).float().mean().item()
+        agree = 100.0 * (pred == predict(teacher, x_test)).float().mean().item()
+        cost = sib_meta["test_accuracy"] - acc
+        failed = cost > params["tolerance"]
+        fell = after < before
+        log.info("%s %s + %s: gradient cosine %.3f -> %.3f on %d held-out images; accuracy "
+                 "%.2f%% -> %.2f%% (cost %.2f, tolerance %.2f)%s; %.0f s",
+                 sib_meta["spec"]["arch"], sib_meta["compression_id"], defense_id, before,
+                 after, len(check_y), sib_meta["test_accuracy"], acc, cost, params["tolerance"],
+                 " FAILED" if failed else "", seconds)
+        if params["lam"] > 0 and not fell:
+            log.warning("the gradient similarity did not fall: the defense did nothing")
+        product = measure(COMPRESSIONS.get(sib_meta["compression"]["method"]).deploy(
+            model.cpu(), sib_meta["compression"]), x_test.cpu(), y_test.cpu(),
+            reference=pred.cpu())
+        meta = {
+            **{k: sib_meta[k] for k in ("spec", "compression_id", "compression", "family")},
+            "kind": "defended", "seed": seed,
+            "parent": {"path": str(sibling), "test_accuracy": sib_meta["test_accuracy"],
+                       "code_version": sib_meta["code_version"]},
+            "defense_id": defense_id, "defense": params,
+            "measured": {**measured, "similarity_before": before, "similarity_after": after,
+                         "similarity_fell": fell},
+            "test_accuracy": acc, "accuracy_cost": cost, "failed": failed,
+            "agreement_with_full": agree, "n_test": len(y_test),
+            "parameters": count_parameters(model), "product": product,
+            "defend_seconds": seconds, "code_version": code_version, "device": env.device_name,
+        }
+        save_tensors(out, model.state_dict(), meta)

@@ -1,0 +1,43 @@
+"""The ``train`` stage: the full-scale model, and with another seed the attacker's independent model."""
+
+from __future__ import annotations
+
+import time
+
+from siblings.artifacts import save_tensors
+from siblings.engine import accuracy
+from siblings.logs import log
+from siblings.measure import float_deployment, measure
+from siblings.models import SiblingNet, count_parameters, create_model
+from siblings.stages.runner import stage
+from siblings.train import fit, model_spec
+
+
+def run(data: str, out: str, arch: str, width: float, seed: int, params: dict,
+        code_version: str, log_file: str | None = None, threads: int = 1,
+        device: str = "cpu") -> None:
+    """Trains ``arch`` with ``seed`` on the train split and stores it with its test accuracy."""
+    with stage(log_file, threads, seed, device, data) as env:
+        splits = env.splits
+        model: SiblingNet = create_model(model_spec(arch, width, splits.meta,
+                                                    params.get("pretrained", False)))
+        model.to(env.device)
+        log.info("training %s (width %s, seed %d, %d params) on %d images",
+                 arch, width, seed, count_parameters(model), len(splits.labels("train")))
+        start = time.time()
+        fit(model, splits.images("train"), splits.labels("train"), params["epochs"],
+            params["batch_size"], params["lr"], params["weight_decay"], seed, f"train {arch}")
+        seconds = time.time() - start
+        x_test, y_test = splits.images("test"), splits.labels("test")
+        acc = accuracy(model, x_test, y_test)
+        product = measure(float_deployment(model.cpu()), x_test.cpu(), y_test.cpu(),
+                          reference=None)
+        log.info("%s seed %d: test accuracy %.2f%% after %.0f s; %s", arch, seed, acc, seconds,
+                 product)
+        meta = {
+            "kind": "full", "spec": model.spec.to_dict(), "seed": seed, "train": params,
+            "test_accuracy": acc, "n_test": len(y_test),
+            "parameters": count_parameters(model), "product": product, "train_seconds": seconds,
+            "code_version": code_version, "compression": None, "device": env.device_name,
+        }
+        save_tensors(out, model.state_dict(), meta)
