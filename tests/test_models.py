@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from siblings.models import ARCHITECTURES, CORE_ARCHITECTURES, ModelSpec, create_model
+from siblings.models import (ARCHITECTURES, CORE_ARCHITECTURES, Architecture, ModelSpec,
+                             create_model)
 
 SMALL_WIDTH = {"alexnet": 0.25, "vgg16": 0.125, "resnet18": 0.125, "mobilenetv2": 0.35,
                "resnet34": 0.25, "resnet50": 0.25, "wide_resnet50": 0.125, "densenet121": 0.25,
@@ -33,16 +34,31 @@ def test_width_knob_shrinks_the_model():
     assert params(0.25) < params(0.5) / 3
 
 
-def test_fixed_size_architecture_rejects_width():
-    with pytest.raises(ValueError, match="no width knob"):
-        create_model(ModelSpec("squeezenet", 1, 10, 32, (0.5,), (0.5,), width=0.5))
+def _meta_parameters(arch: str, width: float) -> int:
+    """Parameters of ``arch`` at ``width``, counted on the meta device (nothing allocated)."""
+    with torch.device("meta"):
+        model = ARCHITECTURES.get(arch).factory(in_chans=1, num_classes=10, width=width,
+                                                pretrained=False, input_size=32)
+    return sum(p.numel() for p in model.parameters())
 
 
-def test_pretrained_is_refused_where_input_layers_are_rebuilt():
-    with pytest.raises(ValueError, match="no pretrained weights for 'alexnet'"):
+@pytest.mark.parametrize("arch", ARCHITECTURES.names())
+def test_every_architecture_has_a_width_knob_that_narrows_it(arch):
+    assert ARCHITECTURES.get(arch).why_not("width") is None
+    assert _meta_parameters(arch, 0.5) < 0.6 * _meta_parameters(arch, 1.0)
+
+
+def test_pretrained_is_refused_where_declared_unsupported():
+    assert "rebuilt" in ARCHITECTURES.get("alexnet").why_not("pretrained")
+    with pytest.raises(ValueError, match="no pretrained weights for 'alexnet'.*rebuilt"):
         create_model(ModelSpec("alexnet", 1, 10, 32, (0.5,), (0.5,), width=1.0, pretrained=True))
-    with pytest.raises(ValueError, match="only fit width 1.0"):
+    with pytest.raises(ValueError, match="published weights fit width 1.0 only"):
         create_model(ModelSpec("resnet18", 1, 10, 32, (0.5,), (0.5,), width=0.5, pretrained=True))
+
+
+def test_an_unknown_capability_is_a_programming_error():
+    with pytest.raises(KeyError, match="unknown capability 'wings'"):
+        ARCHITECTURES.get("resnet18").why_not("wings")
 
 
 def test_padding_is_black_in_pixel_space():
@@ -76,6 +92,7 @@ def test_a_shell_keeps_buffers_a_state_dict_would_not_restore(monkeypatch):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.linear(x.flatten(1)[:, :4]) * self.scale
 
-    monkeypatch.setitem(ARCHITECTURES._items, "scaled", lambda **kw: Scaled())
+    monkeypatch.setitem(ARCHITECTURES._items, "scaled",
+                        Architecture(lambda **kw: Scaled(), "test", "test"))
     shell = create_model(ModelSpec("scaled", 1, 10, 2, (0.5,), (0.5,)), initialise=False)
     assert float(shell.backbone.scale) == 3.0

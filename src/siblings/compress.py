@@ -48,12 +48,21 @@ class Job:
             lr, 0.0, self.seed, desc, loss_fn)
 
 
+def _needs_nothing(params: dict, arch: str) -> list[tuple[str, str]]:
+    return []
+
+
 @dataclass(frozen=True)
 class Compression:
+    """A method: ``prepare``, ``fit`` and ``deploy`` (see the module docstring), its family,
+    and ``needs(params, arch)``: the (architecture, capability) pairs it relies on, which
+    the planner checks against the architectures' declarations before any job."""
+
     prepare: Callable[[SiblingNet, dict], None]
     fit: Callable[[SiblingNet, Job], dict]
     deploy: Callable[[SiblingNet, dict], Deployment]
     family: str
+    needs: Callable[[dict, str], list[tuple[str, str]]] = _needs_nothing
 
 
 COMPRESSIONS: Registry[Compression] = Registry("compression method")
@@ -210,21 +219,87 @@ COMPRESSIONS.register("prune")(Compression(_no_structure_change, _prune_fit, _sp
 
 # --- structured channel pruning ---------------------------------------------------------
 
+@dataclass(frozen=True)
+class PruningScope:
+    """One torch-pruning run: the module it prunes, an input it traces with, the layers
+    whose outputs must keep their width, and the attention heads it must respect."""
+
+    module: nn.Module
+    example: torch.Tensor
+    ignored: list[nn.Module]
+    num_heads: dict[nn.Module, int]
+
+
+def _inputs_of(model: SiblingNet, modules: list[nn.Module]) -> list[torch.Tensor]:
+    """What each of ``modules`` receives when the model sees the example batch."""
+    seen: dict[nn.Module, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda m, inputs: seen.setdefault(m, inputs[0]))
+             for m in modules]
+    try:
+        with torch.no_grad():
+            model(_example_input_images(model))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return [seen[m] for m in modules]
+
+
+def _pruning_scopes(model: SiblingNet) -> list[PruningScope]:
+    """Where torch-pruning may remove channels, by what the model is made of.
+
+    - The whole model, its classifier kept whole; in a ViT every attention's heads are
+      declared (torch-pruning then shrinks each head's width, not the head count), and in
+      an MLP-Mixer the token-mixing MLPs keep their output (the token count).
+    - ShuffleNetV2's channel shuffle is a reshape torch-pruning cannot follow, so there
+      each unit's main branch is pruned inside (its last convolution keeps its width),
+      and the shuffled block outputs keep their channels. A branch that starts with a
+      depthwise convolution on the unit's input (the downsampling units' shortcut) has
+      no inner channels to remove.
+    """
+    from timm.layers import Attention
+    from timm.models.mlp_mixer import MixerBlock
+    from torchvision.models.shufflenetv2 import InvertedResidual
+
+    branches = [(b, convs) for m in model.modules() if isinstance(m, InvertedResidual)
+                for b in (m.branch1, m.branch2)
+                if (convs := [c for c in b.modules() if isinstance(c, nn.Conv2d)])
+                and convs[0].groups == 1]
+    if branches:
+        inputs = _inputs_of(model, [b for b, _ in branches])
+        return [PruningScope(b, x, [convs[-1]], {}) for (b, convs), x in zip(branches, inputs)]
+    classifier = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+    tokens = [m.mlp_tokens.fc2 for m in model.modules() if isinstance(m, MixerBlock)]
+    heads = {m.qkv: m.num_heads for m in model.modules() if isinstance(m, Attention)}
+    return [PruningScope(model, _example_input_images(model), [classifier, *tokens], heads)]
+
+
+def _resize_attention(model: nn.Module) -> None:
+    """A timm attention whose heads lost width recomputes its head size (and scale) from
+    its pruned qkv projection."""
+    from timm.layers import Attention
+
+    for m in model.modules():
+        if isinstance(m, Attention):
+            m.head_dim = m.qkv.out_features // (3 * m.num_heads)
+            m.attn_dim = m.head_dim * m.num_heads
+            m.scale = m.head_dim ** -0.5
+
+
 def _channel_prepare(model: SiblingNet, params: dict) -> None:
     """Removes ``channel_ratio`` of the channels of every prunable group (torch-pruning,
-    L1 group magnitude; the classifier keeps its outputs).
+    L1 group magnitude) in each scope :func:`_pruning_scopes` finds.
 
     The ratio is uniform per layer, so the pruned shapes depend only on the architecture:
     a saved sibling reloads by pruning a fresh model the same way and loading weights.
     """
     import torch_pruning as tp
 
-    example = _example_input_images(model)
-    classifier = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
-    pruner = tp.pruner.MetaPruner(model, example, importance=tp.importance.GroupMagnitudeImportance(p=1),
-                                  pruning_ratio=params["channel_ratio"],
-                                  ignored_layers=[classifier])
-    pruner.step()
+    for scope in _pruning_scopes(model):
+        tp.pruner.MetaPruner(scope.module, scope.example,
+                             importance=tp.importance.GroupMagnitudeImportance(p=1),
+                             pruning_ratio=params["channel_ratio"], ignored_layers=scope.ignored,
+                             num_heads=scope.num_heads).step()
+    _resize_attention(model)
 
 
 def _channel_fit(model: SiblingNet, job: Job) -> dict:
@@ -233,8 +308,9 @@ def _channel_fit(model: SiblingNet, job: Job) -> dict:
     return {"parameter_reduction": 1.0 - count_parameters(model) / before}
 
 
-COMPRESSIONS.register("channel-prune")(Compression(_channel_prepare, _channel_fit,
-                                                   _float_deploy, "structured pruning"))
+COMPRESSIONS.register("channel-prune")(Compression(
+    _channel_prepare, _channel_fit, _float_deploy, "structured pruning",
+    lambda params, arch: [(arch, "channel_pruning")]))
 
 
 # --- knowledge distillation -------------------------------------------------------------
@@ -275,4 +351,13 @@ def _kd_fit(model: SiblingNet, job: Job) -> dict:
     return {"student": model.spec.arch, "student_width": model.spec.width}
 
 
-COMPRESSIONS.register("kd")(Compression(_kd_prepare, _kd_fit, _float_deploy, "distillation"))
+def _kd_needs(params: dict, arch: str) -> list[tuple[str, str]]:
+    """A narrower copy needs the parent's width knob; another student, its own when it is
+    asked for a width other than 1."""
+    if params["student"] == "self":
+        return [(arch, "width")]
+    return [(params["student"], "width")] if params.get("width", 1.0) != 1.0 else []
+
+
+COMPRESSIONS.register("kd")(Compression(_kd_prepare, _kd_fit, _float_deploy, "distillation",
+                                        _kd_needs))

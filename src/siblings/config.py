@@ -63,8 +63,12 @@ def _check_names(config: dict) -> None:
                             f"allowed: {', '.join(allowed)}")
 
     need("dataset.name", config["dataset"]["name"], DATASETS.names(), "dataset")
-    for arch in config["archs"]:
+    for arch, knobs in config["archs"].items():
         need(f"archs.{arch}", arch, ARCHITECTURES.names(), "architecture")
+        why = arch in ARCHITECTURES and ARCHITECTURES.get(arch).why_not("width")
+        if why and knobs["width"] != 1.0:
+            problems.append(f"config key 'archs.{arch}.width': {arch} has no width knob "
+                            f"({why}); use 1.0")
     for cid, params in config["compressions"].items():
         need(f"compressions.{cid}.method", params["method"], COMPRESSIONS.names(),
              "compression method")

@@ -47,7 +47,15 @@ class DefenseJob:
     full: SiblingNet
 
 
-Defense = Callable[[SiblingNet, DefenseJob], dict]
+@dataclass(frozen=True)
+class Defense:
+    """A defense: ``run`` fine-tunes the sibling in place and returns what it measured;
+    ``needs`` names the capabilities of the sibling's architecture it relies on."""
+
+    run: Callable[[SiblingNet, DefenseJob], dict]
+    needs: tuple[str, ...] = ()
+
+
 DEFENSES: Registry[Defense] = Registry("defense method")
 
 
@@ -64,7 +72,6 @@ def _zero_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(w, w != 0) for w in weights if bool((w == 0).any())]
 
 
-@DEFENSES.register("unpair")
 def unpair(model: SiblingNet, job: DefenseJob) -> dict:
     """Similarity-unpairing: minimise ``CE + lam * form(cos(grad sibling, grad full)) +
     smoothness * |grad sibling|``. The smoothness term (as in TRS) keeps the sibling's
@@ -111,3 +118,6 @@ def unpair(model: SiblingNet, job: DefenseJob) -> dict:
                             "grad_norm": round(float(g_sib.detach().norm(dim=1).mean()), 4)})
             log.info("step %d: %s", step, history[-1])
     return {"history": history, "steps": len(batches), "masked_weights": len(masks)}
+
+
+DEFENSES.register("unpair")(Defense(unpair, needs=("double_backward",)))

@@ -6,8 +6,12 @@ metrics compare and the defense pulls apart, and the adaptive attacker's reversa
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 def margin(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tensor:
@@ -42,3 +46,31 @@ class ReversedGradient(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
         return 2 * out.detach() - out
+
+
+class _HardSigmoid(nn.Module):
+    """Hard-sigmoid as ``relu6(x + 3) / 6``: the same values (bit for bit on the CPU), in
+    ops PyTorch can differentiate twice; ``nn.Hardsigmoid``'s backward has no derivative."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(x + 3.0) / 6.0
+
+
+@contextmanager
+def twice_differentiable(model: nn.Module) -> Iterator[None]:
+    """Within the block, ``model``'s input gradient can itself be differentiated (the
+    defense's double backpropagation): hard-sigmoids (MobileNetV3's and GhostNet's
+    squeeze-excite gates) are re-expressed, and attention runs PyTorch's math kernel (the
+    fused CPU attention kernel has no double backward). The model is restored on exit."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    swapped = [(parent, name, child) for parent in model.modules()
+               for name, child in parent.named_children() if isinstance(child, nn.Hardsigmoid)]
+    for parent, name, _ in swapped:
+        setattr(parent, name, _HardSigmoid())
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)

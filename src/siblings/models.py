@@ -2,17 +2,21 @@
 
 Every model is the library's own factory output with at most two documented tweaks: the
 input convolution takes the dataset's channel count (AlexNet's 11x11/4 stem becomes
-5x5/2, and the sequential nets get a 1x1 head), and a
-``width`` knob scales channels where the factory offers one, so CPU runs stay
-affordable. Inputs are raw pixels in [0, 1]; normalisation and padding to the model's
-input size live inside the model, so attacks work in pixel space and eps means pixels.
+5x5/2, and the sequential nets get a 1x1 head), and a ``width`` knob scales channels
+(through the factory's own multiplier where it has one), so CPU runs stay affordable.
+Inputs are raw pixels in [0, 1]; normalisation and padding to the model's input size live
+inside the model, so attacks work in pixel space and eps means pixels.
+
+Each entry declares what applies to it (:data:`CAPABILITIES`): the planner checks a config
+against these declarations before any job starts, so a combination that cannot work is
+refused or left out of the plan, never a job that fails.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -20,8 +24,50 @@ from torch import nn
 from siblings.registry import Registry
 
 Factory = Callable[..., nn.Module]
-ARCHITECTURES: Registry[Factory] = Registry("architecture")
 CORE_ARCHITECTURES = ("alexnet", "vgg16", "resnet18", "mobilenetv2")
+
+# What may or may not apply to an architecture; an entry names the ones that do not, and why.
+CAPABILITIES = {
+    "width": "a width knob: width other than 1.0, and distillation into a narrower copy",
+    "pretrained": "published weights fit the model (at width 1.0)",
+    "int8": "PyTorch converts its 8-bit sibling to a real int8 model",
+    "channel_pruning": "torch-pruning removes channels (structured pruning)",
+    "double_backward": "input gradients can be differentiated again (similarity-unpairing)",
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture: its factory, where it comes from, and the capabilities
+    that do not apply to it, each with the reason."""
+
+    factory: Factory
+    library: str
+    family: str
+    unsupported: Mapping[str, str] = field(default_factory=dict)
+
+    def why_not(self, capability: str) -> str | None:
+        """Why ``capability`` does not apply, or None when it does."""
+        if capability not in CAPABILITIES:
+            raise KeyError(f"unknown capability '{capability}'; known: {', '.join(CAPABILITIES)}")
+        return self.unsupported.get(capability)
+
+
+ARCHITECTURES: Registry[Architecture] = Registry("architecture")
+
+
+def architecture(name: str, library: str, family: str, **unsupported: str
+                 ) -> Callable[[Factory], Factory]:
+    """Registers a factory under ``name`` with the capabilities that do not apply to it."""
+    unknown = set(unsupported) - set(CAPABILITIES)
+    if unknown:
+        raise KeyError(f"unknown capabilities {sorted(unknown)}; known: {', '.join(CAPABILITIES)}")
+
+    def add(factory: Factory) -> Factory:
+        ARCHITECTURES.register(name)(Architecture(factory, library, family, dict(unsupported)))
+        return factory
+
+    return add
 
 
 @dataclass(frozen=True)
@@ -82,13 +128,17 @@ def create_model(spec: ModelSpec, initialise: bool = True) -> SiblingNet:
     later replace (VGG16's 120M-weight ImageNet classifier cost 1.2 s per load, in every
     job). A backbone with buffers its state dict does not restore is initialised anyway.
     """
-    factory = ARCHITECTURES.get(spec.arch)
+    entry = ARCHITECTURES.get(spec.arch)
     if spec.width <= 0:
         raise ValueError(f"width for '{spec.arch}' must be > 0, got {spec.width}")
+    if spec.pretrained and (entry.why_not("pretrained") or spec.width != 1.0):
+        raise ValueError(f"no pretrained weights for '{spec.arch}' at width {spec.width}: "
+                         f"{entry.why_not('pretrained') or 'published weights fit width 1.0 only'}")
 
     def build() -> nn.Module:
-        return factory(in_chans=spec.in_chans, num_classes=spec.num_classes, width=spec.width,
-                       pretrained=spec.pretrained, **spec.extra)
+        return entry.factory(in_chans=spec.in_chans, num_classes=spec.num_classes,
+                             width=spec.width, pretrained=spec.pretrained,
+                             input_size=spec.input_size, **spec.extra)
 
     if initialise:
         return SiblingNet(spec, build())
@@ -146,17 +196,25 @@ def _scale_sequential(model: nn.Module, in_chans: int, num_classes: int, width: 
     return model
 
 
-def _full_width_only(name: str, pretrained: bool, width: float) -> None:
-    """Published weights exist only for the published width."""
-    if pretrained and width != 1.0:
-        raise ValueError(f"pretrained '{name}' weights only fit width 1.0, got {width}")
+def _plain_linears(model: nn.Module) -> nn.Module:
+    """timm's ``Linear`` (nn.Linear plus a dtype cast for TorchScript) becomes nn.Linear,
+    sharing the same parameters. FX traces into the subclass, so quantization saw a
+    function with a weight argument instead of a layer: the classifier of MobileNetV3 and
+    GhostNet missed its 8 edge bits and the range search met a weight observer."""
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Linear) and type(child) is not nn.Linear:
+                plain = nn.Linear(child.in_features, child.out_features, child.bias is not None,
+                                  device=child.weight.device)
+                plain.weight, plain.bias = child.weight, child.bias
+                setattr(parent, name, plain)
+    return model
 
 
-def _no_pretrained(name: str, pretrained: bool) -> None:
-    """Architectures whose stem or tokenizer is rebuilt for 32 px cannot take published weights."""
-    if pretrained:
-        raise ValueError(f"no pretrained weights for '{name}': its input layers are rebuilt for "
-                         "small images; set train.pretrained: false")
+STEM_REBUILT = "its input layers are rebuilt for small images, so published weights do not fit"
+PATCHES_REBUILT = ("its patch embedding is rebuilt for an 8x8 token grid, so published "
+                   "weights do not fit")
+PATCH_GRID = 8  # tokens per side of the ViT/Mixer grid, whatever the input size
 
 
 # timm and torchvision load lazily: planning a run only needs the registered names, and
@@ -170,51 +228,65 @@ def _tvm():
 def _timm(name: str, in_chans: int, num_classes: int, pretrained: bool, **kwargs) -> nn.Module:
     import timm
 
-    return timm.create_model(name, pretrained=pretrained, in_chans=in_chans,
-                             num_classes=num_classes, **kwargs)
+    return _plain_linears(timm.create_model(name, pretrained=pretrained, in_chans=in_chans,
+                                            num_classes=num_classes, **kwargs))
 
 
 def _timm_resnet(name: str, widths: tuple[int, ...], in_chans: int, num_classes: int,
                  width: float, pretrained: bool) -> nn.Module:
     if width == 1.0:
         return _timm(name, in_chans, num_classes, pretrained)
-    _full_width_only(name, pretrained, width)
     return _timm(name, in_chans, num_classes, False,
                  channels=tuple(_ch(c, width) for c in widths), stem_width=_ch(64, width))
 
 
+def _timm_multiplied(name: str, builder: Callable[[float, dict], nn.Module]) -> Factory:
+    """A timm model at its published size, or narrower through timm's own channel
+    multiplier (``builder(width, kwargs)``: the generator behind timm's entry point)."""
+
+    def build(in_chans: int, num_classes: int, width: float, pretrained: bool,
+              input_size: int) -> nn.Module:
+        if width == 1.0:
+            return _timm(name, in_chans, num_classes, pretrained)
+        return _plain_linears(builder(width, {"in_chans": in_chans, "num_classes": num_classes}))
+
+    build.__doc__ = f"timm ``{name}``; width is timm's channel multiplier."
+    return build
+
+
 # --- the four architectures of the paper's first author -------------------------------
 
-@ARCHITECTURES.register("alexnet")
-def alexnet(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
+@architecture("alexnet", "torchvision", "classic conv", pretrained=STEM_REBUILT)
+def alexnet(in_chans: int, num_classes: int, width: float, pretrained: bool,
+            input_size: int) -> nn.Module:
     """torchvision AlexNet; stem 11x11/4 becomes 5x5/2 for 32-px inputs, width scales all layers."""
-    _no_pretrained("alexnet", pretrained)
     model = _tvm().alexnet(num_classes=num_classes)
     model.features[0] = nn.Conv2d(in_chans, 64, kernel_size=5, stride=2, padding=2)
     return _scale_sequential(model, in_chans, num_classes, width)
 
 
-@ARCHITECTURES.register("vgg16")
-def vgg16(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
+@architecture("vgg16", "torchvision", "classic conv (BN)", pretrained=STEM_REBUILT)
+def vgg16(in_chans: int, num_classes: int, width: float, pretrained: bool,
+          input_size: int) -> nn.Module:
     """torchvision VGG16 with batch norm (CIFAR-style 1x1 head); width scales all layers."""
-    _no_pretrained("vgg16", pretrained)
     return _scale_sequential(_tvm().vgg16_bn(num_classes=num_classes), in_chans, num_classes, width)
 
 
-@ARCHITECTURES.register("resnet18")
-def resnet18(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
+@architecture("resnet18", "timm", "ResNet")
+def resnet18(in_chans: int, num_classes: int, width: float, pretrained: bool,
+             input_size: int) -> nn.Module:
     """timm ResNet-18; width scales stage channels."""
     return _timm_resnet("resnet18", (64, 128, 256, 512), in_chans, num_classes, width, pretrained)
 
 
-@ARCHITECTURES.register("mobilenetv2")
-def mobilenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
+@architecture("mobilenetv2", "torchvision", "mobile inverted residual", pretrained=STEM_REBUILT)
+def mobilenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool,
+                input_size: int) -> nn.Module:
     """torchvision MobileNetV2 (``width_mult``), its own stride-2 stem: 1x1 final maps at 32 px.
 
     A stride-1 stem (the usual CIFAR tweak) made a training step 2.5-3x slower on the CPU
     for 2.4 points of Fashion-MNIST accuracy (86.9% against 84.5% at width 0.35).
     """
-    _no_pretrained("mobilenetv2", pretrained)
     model = _tvm().mobilenet_v2(num_classes=num_classes, width_mult=width)
     model.features[0][0] = _conv_like(model.features[0][0], in_chans)
     return model
@@ -222,30 +294,33 @@ def mobilenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool)
 
 # --- deeper and wider ResNets, dense connections -------------------------------------
 
-@ARCHITECTURES.register("resnet34")
-def resnet34(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
+@architecture("resnet34", "timm", "deeper ResNet")
+def resnet34(in_chans: int, num_classes: int, width: float, pretrained: bool,
+             input_size: int) -> nn.Module:
     """timm ResNet-34 (deeper BasicBlock ResNet); width scales stage channels."""
     return _timm_resnet("resnet34", (64, 128, 256, 512), in_chans, num_classes, width, pretrained)
 
 
-@ARCHITECTURES.register("resnet50")
-def resnet50(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
+@architecture("resnet50", "timm", "bottleneck ResNet")
+def resnet50(in_chans: int, num_classes: int, width: float, pretrained: bool,
+             input_size: int) -> nn.Module:
     """timm ResNet-50 (bottleneck blocks); width scales stage channels."""
     return _timm_resnet("resnet50", (64, 128, 256, 512), in_chans, num_classes, width, pretrained)
 
 
-@ARCHITECTURES.register("wide_resnet50")
-def wide_resnet50(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
+@architecture("wide_resnet50", "timm", "wide ResNet")
+def wide_resnet50(in_chans: int, num_classes: int, width: float, pretrained: bool,
+                  input_size: int) -> nn.Module:
     """timm Wide-ResNet-50-2 (twice the bottleneck width); width scales stage channels."""
     return _timm_resnet("wide_resnet50_2", (64, 128, 256, 512), in_chans, num_classes, width,
                         pretrained)
 
 
-@ARCHITECTURES.register("densenet121")
-def densenet121(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
+@architecture("densenet121", "timm", "DenseNet")
+def densenet121(in_chans: int, num_classes: int, width: float, pretrained: bool,
+                input_size: int) -> nn.Module:
     """timm DenseNet-121; width scales the growth rate (32 at width 1)."""
     if width != 1.0:
-        _full_width_only("densenet121", pretrained, width)
         return _timm("densenet121", in_chans, num_classes, False,
                      growth_rate=max(4, round(32 * width)))
     return _timm("densenet121", in_chans, num_classes, pretrained)
@@ -253,84 +328,156 @@ def densenet121(in_chans: int, num_classes: int, width: float, pretrained: bool)
 
 # --- mobile convolutional nets --------------------------------------------------------
 
-def _timm_fixed(name: str) -> Factory:
-    """A timm model with no width knob of its own: width must stay 1.0."""
+def _efficientnet(width: float, kwargs: dict) -> nn.Module:
+    from timm.models.efficientnet import _gen_efficientnet
 
-    def build(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
-        if width != 1.0:
-            raise ValueError(f"'{name}' has no width knob; use width 1.0")
-        return _timm(name, in_chans, num_classes, pretrained)
-
-    build.__doc__ = f"timm ``{name}`` at its published size."
-    return build
+    return _gen_efficientnet("efficientnet_b0", channel_multiplier=width, **kwargs)
 
 
-ARCHITECTURES.register("efficientnet_b0")(_timm_fixed("efficientnet_b0"))
-ARCHITECTURES.register("mobilenetv3_small")(_timm_fixed("mobilenetv3_small_100"))
-ARCHITECTURES.register("mnasnet")(_timm_fixed("mnasnet_100"))
-ARCHITECTURES.register("regnetx_002")(_timm_fixed("regnetx_002"))
-ARCHITECTURES.register("ghostnet")(_timm_fixed("ghostnet_100"))
+def _mobilenetv3(width: float, kwargs: dict) -> nn.Module:
+    from timm.models.mobilenetv3 import _gen_mobilenet_v3
+
+    return _gen_mobilenet_v3("mobilenetv3_small_100", channel_multiplier=width, **kwargs)
 
 
-@ARCHITECTURES.register("shufflenetv2")
-def shufflenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
+def _mnasnet(width: float, kwargs: dict) -> nn.Module:
+    from timm.models.efficientnet import _gen_mnasnet_b1
+
+    return _gen_mnasnet_b1("mnasnet_100", channel_multiplier=width, **kwargs)
+
+
+def _ghostnet(width: float, kwargs: dict) -> nn.Module:
+    from timm.models.ghostnet import _create_ghostnet
+
+    return _create_ghostnet("ghostnet_100", width=width, **kwargs)
+
+
+def _regnetx(width: float, kwargs: dict) -> nn.Module:
+    """RegNetX-200MF's design space with its initial width and slope scaled (widths stay
+    multiples of 8, the group size)."""
+    from timm.models.regnet import RegNet, model_cfgs
+
+    cfg = model_cfgs["regnetx_002"]
+    return RegNet(replace(cfg, w0=_ch(cfg.w0, width), wa=cfg.wa * width), **kwargs)
+
+
+architecture("efficientnet_b0", "timm", "EfficientNet")(
+    _timm_multiplied("efficientnet_b0", _efficientnet))
+architecture("mobilenetv3_small", "timm", "MobileNetV3")(
+    _timm_multiplied("mobilenetv3_small_100", _mobilenetv3))
+architecture("mnasnet", "timm", "MnasNet (NAS)")(_timm_multiplied("mnasnet_100", _mnasnet))
+architecture("regnetx_002", "timm", "RegNet")(_timm_multiplied("regnetx_002", _regnetx))
+architecture("ghostnet", "timm", "GhostNet")(_timm_multiplied("ghostnet_100", _ghostnet))
+
+
+@architecture("shufflenetv2", "torchvision", "ShuffleNet", pretrained=STEM_REBUILT,
+              int8="PyTorch's int8 conversion fails on its channel shuffle ('required rank 4 "
+                   "tensor to use channels_last format'); the fake-quantized sibling is used")
+def shufflenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool,
+                 input_size: int) -> nn.Module:
     """torchvision ShuffleNetV2 x1.0; width scales the stage outputs."""
-    _no_pretrained("shufflenetv2", pretrained)
     stages = [24] + [_ch(c, width, 4) for c in (116, 232, 464)] + [_ch(1024, width)]
     model = _tvm().ShuffleNetV2([4, 8, 4], stages, num_classes=num_classes)
     model.conv1[0] = _conv_like(model.conv1[0], in_chans)
     return model
 
 
-@ARCHITECTURES.register("squeezenet")
-def squeezenet(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
-    """torchvision SqueezeNet 1.1 (fire modules); no width knob."""
-    if width != 1.0:
-        raise ValueError("'squeezenet' has no width knob; use width 1.0")
-    _no_pretrained("squeezenet", pretrained)
+class _Tracked:
+    """Channel bookkeeping for nets whose blocks take their input width as an argument:
+    every scaled block reads its input width from the block built before it."""
+
+    def __init__(self, width: float, first_in: int) -> None:
+        self.width, self.prev = width, first_in
+
+    def scale(self, channels: int) -> int:
+        return _ch(channels, self.width)
+
+
+@architecture("squeezenet", "torchvision", "SqueezeNet (fire modules)", pretrained=STEM_REBUILT)
+def squeezenet(in_chans: int, num_classes: int, width: float, pretrained: bool,
+               input_size: int) -> nn.Module:
+    """torchvision SqueezeNet 1.1 (fire modules); width scales every fire module."""
+    from torchvision.models.squeezenet import Fire
+
     model = _tvm().squeezenet1_1(num_classes=num_classes)
     model.features[0] = _conv_like(model.features[0], in_chans)
+    if width == 1.0:
+        return model
+    track = _Tracked(width, in_chans)
+    for i, layer in enumerate(model.features):
+        if isinstance(layer, nn.Conv2d):
+            model.features[i] = nn.Conv2d(track.prev, track.scale(layer.out_channels),
+                                          layer.kernel_size, layer.stride, layer.padding)
+            track.prev = model.features[i].out_channels
+        elif isinstance(layer, Fire):
+            squeeze, e1, e3 = (track.scale(c.out_channels)
+                               for c in (layer.squeeze, layer.expand1x1, layer.expand3x3))
+            model.features[i] = Fire(track.prev, squeeze, e1, e3)
+            track.prev = e1 + e3
+    model.classifier[1] = nn.Conv2d(track.prev, num_classes, kernel_size=1)
     return model
 
 
-@ARCHITECTURES.register("googlenet")
-def googlenet(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
-    """torchvision GoogLeNet (Inception v1), no auxiliary heads; no width knob."""
+@architecture("googlenet", "torchvision", "Inception", pretrained=STEM_REBUILT)
+def googlenet(in_chans: int, num_classes: int, width: float, pretrained: bool,
+              input_size: int) -> nn.Module:
+    """torchvision GoogLeNet (Inception v1), no auxiliary heads; width scales every branch."""
+    from torchvision.models.googlenet import BasicConv2d, Inception, InceptionAux
+
+    blocks = None
     if width != 1.0:
-        raise ValueError("'googlenet' has no width knob; use width 1.0")
-    _no_pretrained("googlenet", pretrained)
-    model = _tvm().googlenet(num_classes=num_classes, aux_logits=False, init_weights=True)
+        track = _Tracked(width, in_chans)
+
+        def conv(in_channels: int, out_channels: int, **kwargs) -> nn.Module:
+            block = BasicConv2d(track.prev, track.scale(out_channels), **kwargs)
+            track.prev = block.conv.out_channels
+            return block
+
+        def inception(in_channels: int, *branches: int, **kwargs) -> nn.Module:
+            scaled = [track.scale(c) for c in branches]
+            block = Inception(track.prev, *scaled, **kwargs)
+            track.prev = scaled[0] + scaled[2] + scaled[4] + scaled[5]
+            return block
+
+        blocks = [conv, inception, InceptionAux]
+    model = _tvm().GoogLeNet(num_classes=num_classes, aux_logits=False, init_weights=True,
+                          blocks=blocks)
     model.transform_input = False
     model.conv1.conv = _conv_like(model.conv1.conv, in_chans)
+    if width != 1.0:
+        model.fc = nn.Linear(track.prev, num_classes)
     return model
 
 
 # --- modern conv and attention/MLP nets ------------------------------------------------
 
-@ARCHITECTURES.register("convnext_atto")
-def convnext_atto(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
+@architecture("convnext_atto", "timm", "ConvNeXt")
+def convnext_atto(in_chans: int, num_classes: int, width: float, pretrained: bool,
+                  input_size: int) -> nn.Module:
     """timm ConvNeXt-Atto (4x4 patch stem); width scales stage dims."""
     if width == 1.0:
         return _timm("convnext_atto", in_chans, num_classes, pretrained)
-    _full_width_only("convnext_atto", pretrained, width)
     return _timm("convnext_atto", in_chans, num_classes, False,
                  dims=tuple(_ch(c, width) for c in (40, 80, 160, 320)))
 
 
-@ARCHITECTURES.register("deit_tiny")
-def deit_tiny(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
-    """timm DeiT-Tiny ViT at 32 px with 4x4 patches (64 tokens); width scales the embedding."""
-    _no_pretrained("deit_tiny", pretrained)
+@architecture("deit_tiny", "timm", "vision transformer", pretrained=PATCHES_REBUILT)
+def deit_tiny(in_chans: int, num_classes: int, width: float, pretrained: bool,
+              input_size: int) -> nn.Module:
+    """timm DeiT-Tiny ViT on an 8x8 patch grid (4x4 patches at 32 px); width scales the
+    embedding."""
     heads = 3
-    return _timm("deit_tiny_patch16_224", in_chans, num_classes, False, img_size=32,
-                 patch_size=4, embed_dim=_ch(192, width, 8 * heads), num_heads=heads)
+    return _timm("deit_tiny_patch16_224", in_chans, num_classes, False, img_size=input_size,
+                 patch_size=input_size // PATCH_GRID, embed_dim=_ch(192, width, 8 * heads),
+                 num_heads=heads)
 
 
-@ARCHITECTURES.register("mixer_s4")
-def mixer_s4(in_chans: int, num_classes: int, width: float, pretrained: bool) -> nn.Module:
-    """timm MLP-Mixer-S (8 blocks) at 32 px with 4x4 patches; width scales the embedding."""
-    _no_pretrained("mixer_s4", pretrained)
+@architecture("mixer_s4", "timm", "MLP-Mixer", pretrained=PATCHES_REBUILT)
+def mixer_s4(in_chans: int, num_classes: int, width: float, pretrained: bool,
+             input_size: int) -> nn.Module:
+    """timm MLP-Mixer-S (8 blocks) on an 8x8 patch grid (4x4 patches at 32 px); width
+    scales the embedding."""
     from timm.models.mlp_mixer import MlpMixer
 
-    return MlpMixer(num_classes=num_classes, img_size=32, in_chans=in_chans, patch_size=4,
-                    num_blocks=8, embed_dim=_ch(512, width))
+    return MlpMixer(num_classes=num_classes, img_size=input_size, in_chans=in_chans,
+                    patch_size=input_size // PATCH_GRID, num_blocks=8, embed_dim=_ch(512, width))

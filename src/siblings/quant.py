@@ -29,6 +29,7 @@ from torch.ao.quantization import (FakeQuantize, HistogramObserver, MinMaxObserv
                                    QConfigMapping, disable_observer, enable_observer)
 from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
 from torch.fx.experimental.optimization import fuse
+from tqdm import tqdm
 
 from siblings.registry import Registry
 
@@ -230,8 +231,11 @@ def _preactivation(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return F.linear(x, weight, layer.bias)
 
 
-def _channel_means(t: torch.Tensor) -> torch.Tensor:
-    return t.transpose(0, 1).reshape(t.shape[1], -1).mean(1)
+def _channel_means(layer: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """Mean output per channel of ``layer``: a convolution's channels are dim 1, a linear
+    layer's the last dim (on token sequences, (batch, tokens, channels), that is not 1)."""
+    dim = 1 if isinstance(layer, nn.Conv2d) else -1
+    return t.movedim(dim, 0).reshape(t.shape[dim], -1).mean(1)
 
 
 @torch.no_grad()
@@ -251,10 +255,10 @@ def correct_bias(quantized: torch.fx.GraphModule, folded: torch.fx.GraphModule,
     float_means: dict[str, torch.Tensor] = {}
 
     def record(name: str, layer: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        float_means[name] = _channel_means(output)
+        float_means[name] = _channel_means(layer, output)
 
     def correct(name: str, layer: nn.Module, inputs: tuple) -> None:
-        layer.bias -= _channel_means(_preactivation(layer, inputs[0])) - float_means[name]
+        layer.bias -= _channel_means(layer, _preactivation(layer, inputs[0])) - float_means[name]
 
     quantized_layers = dict(quantized.named_modules())
     hooks = [layer.register_forward_hook(partial(record, name)) for name, layer in layers.items()]
@@ -301,14 +305,16 @@ def search_ranges(model: nn.Module, x: torch.Tensor, reference_logits: torch.Ten
         return F.kl_div(out, target, log_target=True, reduction="batchmean").item()
 
     model.eval()
-    for quantizer in activation_quantizers(model):
-        observer = quantizer.activation_post_process
-        if not isinstance(observer, MinMaxObserver):
+    quantizers = activation_quantizers(model)
+    for quantizer in quantizers:
+        if not isinstance(quantizer.activation_post_process, MinMaxObserver):
             raise ValueError(f"range_search needs observer minmax or ema, not "
-                             f"{type(observer).__name__}")
+                             f"{type(quantizer.activation_post_process).__name__}")
+    signed = [q for q in quantizers if q.activation_post_process.min_val < 0]  # not post-ReLU
+    for quantizer in tqdm(signed, desc=f"range search ({len(signed)} signed activations, "
+                                       f"{len(factors)} ranges each)", mininterval=30):
+        observer = quantizer.activation_post_process
         low, high = observer.min_val.clone(), observer.max_val.clone()
-        if low >= 0:  # unsigned: a post-ReLU tensor
-            continue
         scores = {}
         for factor in factors:
             _set_range(quantizer, low * factor, high * factor)

@@ -353,9 +353,26 @@ def correlation_markdown(corr: pd.DataFrame) -> str:
                                           "spearman", "interval"]].to_markdown(index=False)
 
 
-def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame) -> str:
+def support_markdown(support: pd.DataFrame) -> str:
+    """What the plan left out and why, and the capabilities some architecture lacks."""
+    gaps = support[~support.supported]
+    if gaps.empty:
+        return "Every configured compression and defense applies to every architecture."
+    left = gaps[gaps.kind != "capability"]
+    lines = ["Left out of the plan (never run, so never failed):", ""]
+    lines += ([f"- {r.arch} x {r.kind} `{r.component}`: {r.reason}" for r in left.itertuples()]
+              or ["- nothing"])
+    lines += ["", "Capabilities that do not apply (the runs above do not need them, or "
+                  "record where the deployed form differs):", ""]
+    lines += [f"- {r.arch}: {r.component}: {r.reason}"
+              for r in gaps[gaps.kind == "capability"].itertuples()] or ["- none"]
+    return "\n".join(lines)
+
+
+def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
+                     support: pd.DataFrame) -> str:
     """The report text: headline table, all rows by eps, queries, similarity, the defense,
-    model accuracies, provenance."""
+    model accuracies, the support matrix, provenance."""
     queries = df[df.attack_kind == "query"]
     defense = defense_markdown(defense_table(df))
     df = df[(df.attack_kind == "transfer") & ~df.source_role.isin(DEFENDED_ROLES)]
@@ -442,9 +459,14 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame)
         models[model_cols].sort_values(["arch", "role", "compression"]).to_markdown(
             index=False, floatfmt=("", "", "", "g", "", ".2f", ".2f", ".3f")),
         "",
+        "## Support (results/<run>/support.parquet)",
+        "",
+        support_markdown(support),
+        "",
         "## Provenance",
         "",
         f"- config hash: `{first.config_hash}` (results/{first.run_name}/config.yaml)",
+        f"- devices: {', '.join(sorted(df.device.dropna().unique()))}",
         f"- git commit: `{first.git_commit}`",
         f"- attack code versions: {', '.join(sorted(df.code_version.unique()))}",
         f"- packages: {first.package_versions}",

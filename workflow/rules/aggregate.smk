@@ -8,12 +8,14 @@ rule aggregate:
         models=MODELS,
         similarity=SIMILARITY_ALL,
         correlations=CORRELATIONS,
+        support=SUPPORT_TABLE,
         config=f"results/{NAME}/config.yaml",
     log:
         f"{LOGS}/aggregate.log",
     params:
         roles=list(MODEL_SIDECARS),
         config=config,
+        support=SUPPORT.rows(),
         code=code_hash("aggregate"),
     conda:
         CONDA_ENV

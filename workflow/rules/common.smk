@@ -2,6 +2,7 @@
 # The planner and the jobs import the same installed `siblings` package (`make setup`
 # installs this checkout in editable mode), so the code hashes describe the code that runs.
 import re
+import sys
 from pathlib import Path
 
 from siblings.roles import NO_SOURCE, SOURCE_ROLES, defended_id
@@ -9,6 +10,7 @@ from siblings.attacks import ATTACKS as ATTACK_METHODS
 from siblings.config import validate
 from siblings.device import check_available
 from siblings.provenance import code_hash, config_hash
+from siblings.support import Support
 
 _valid = validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 config.clear()
@@ -25,6 +27,12 @@ COMPRESSIONS = list(config["compressions"])
 ATTACKS = list(config["attacks"])
 DEFENSES = list(config["defenses"])
 ROLES = config["source_roles"]
+# Pairs an architecture's declared capabilities rule out are left out of the plan, never
+# jobs that fail; the report lists them (support.parquet).
+SUPPORT = Support(config)
+for _verdict in SUPPORT.left_out():
+    print(f"left out of the plan: {_verdict.arch} x {_verdict.kind} {_verdict.component}: "
+          f"{_verdict.reason}", file=sys.stderr)
 SEED_FULL = config["seeds"]["full"]
 SEED_INDEPENDENT = config["seeds"]["independent"]
 
@@ -44,6 +52,7 @@ BENCHMARK = f"results/{NAME}/benchmark.parquet"
 MODELS = f"results/{NAME}/models.parquet"
 SIMILARITY_ALL = f"results/{NAME}/similarity.parquet"
 CORRELATIONS = f"results/{NAME}/correlations.parquet"
+SUPPORT_TABLE = f"results/{NAME}/support.parquet"
 REPORT_FILES = [f"reports/{NAME}/{figure}.png" for figure in (
     "transfer_success", "accuracy_vs_size", "query_success", "similarity", "defense",
     "lambda_sweep")] + [f"reports/{NAME}/summary.md"]
@@ -80,17 +89,23 @@ def defended_siblings(arch, siblings=None, defenses=None, adaptive=False):
         for d in defenses or DEFENSES
         for c in config["defenses"][d]["siblings"]
         if arch in config["defenses"][d].get("archs", ARCHS)
+        and SUPPORT.defended_ok(arch, c, d)
         and (siblings is None or c in siblings)
         and not (adaptive and (config["defenses"][d]["lam"] == 0
                                or not config["defenses"][d]["adaptive"]))
     ]
 
 
+def compressions_of(arch, chosen=None):
+    """The compression ids (of ``chosen``, default all) planned for ``arch``."""
+    return [c for c in chosen or COMPRESSIONS if SUPPORT.ok(arch, "compression", c)]
+
+
 def role_sources(arch, attack, role):
     params = config["attacks"][attack] if attack else {}
     chosen = params.get("siblings"), params.get("defenses")
     return {
-        "sibling": lambda: chosen[0] or COMPRESSIONS,
+        "sibling": lambda: compressions_of(arch, chosen[0]),
         "independent": lambda: [f"seed{SEED_INDEPENDENT}"],
         "whitebox": lambda: [f"seed{SEED_FULL}"],
         "cross-arch": lambda: [config["cross_arch"][arch]],
@@ -162,7 +177,8 @@ ATTACK_TABLES = [
 MODEL_SIDECARS = {
     "full": [sidecar(FULL.format(arch=a, seed=SEED_FULL)) for a in ARCHS],
     "independent": [sidecar(FULL.format(arch=a, seed=SEED_INDEPENDENT)) for a in ARCHS],
-    "sibling": [sidecar(SIBLING.format(arch=a, compression=c)) for a in ARCHS for c in COMPRESSIONS],
+    "sibling": [sidecar(SIBLING.format(arch=a, compression=c)) for a in ARCHS
+                for c in compressions_of(a)],
     "defended": [sidecar(ROLE_MODEL["defended"](a, s)) for a in ARCHS for s in defended_siblings(a)],
     "extracted": [sidecar(ROLE_MODEL["extracted"](a, s)) for a in ARCHS
                   for s in sorted({s for k in ATTACKS if "extracted" in attack_roles(k)

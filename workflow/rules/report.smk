@@ -3,6 +3,7 @@ rule report:
         benchmark=BENCHMARK,
         models=MODELS,
         correlations=CORRELATIONS,
+        support=SUPPORT_TABLE,
     output:
         figure=report(
             f"reports/{NAME}/transfer_success.png",

@@ -6,4 +6,5 @@ aggregate.run(attack_tables=list(snakemake.input.tables),
               config=snakemake.params.config, benchmark_out=snakemake.output.benchmark,
               models_out=snakemake.output.models, similarity_out=snakemake.output.similarity,
               correlations_out=snakemake.output.correlations, config_out=snakemake.output.config,
+              support=snakemake.params.support, support_out=snakemake.output.support,
               log_file=snakemake.log[0])

@@ -1,5 +1,6 @@
 from siblings.stages import report
 
 report.run(benchmark=snakemake.input.benchmark, models=snakemake.input.models,
-           correlations=snakemake.input.correlations, outputs=dict(snakemake.output.items()),
+           correlations=snakemake.input.correlations, support=snakemake.input.support,
+           outputs=dict(snakemake.output.items()),
            log_file=snakemake.log[0])

@@ -18,14 +18,14 @@ from siblings.stages.runner import stage
 def run(attack_tables: list[str], similarity_tables: list[str],
         model_sidecars: dict[str, list[str]], config: dict, benchmark_out: str,
         models_out: str, similarity_out: str, correlations_out: str, config_out: str,
-        log_file: str | None = None) -> None:
+        support: list[dict], support_out: str, log_file: str | None = None) -> None:
     """Concatenates attack tables into ``benchmark_out``, model sidecars into
     ``models_out`` and similarity tables into ``similarity_out``; correlates similarity
     with attack outcomes into ``correlations_out``.
 
     ``model_sidecars`` maps a role (full, independent, sibling, defended, extracted) to its
     sidecar paths. The validated ``config`` is saved beside them, so every row's
-    ``config_hash`` resolves.
+    ``config_hash`` resolves, and the planner's ``support`` matrix into ``support_out``.
     """
     with stage(log_file, threads=1, seed=0, device="cpu"):
         digest = config_hash(config)
@@ -48,6 +48,7 @@ def run(attack_tables: list[str], similarity_tables: list[str],
         write_table(models.assign(**stamp), MODELS_SCHEMA, models_out)
         write_frame(sim.assign(dataset=dataset, **stamp), similarity_out)
         write_frame(corr.assign(dataset=dataset, **stamp), correlations_out)
+        write_frame(pd.DataFrame(support).assign(dataset=dataset, **stamp), support_out)
         with atomic_path(config_out) as tmp:
             tmp.write_text(f"# config_hash: {digest}\n" + yaml.safe_dump(config, sort_keys=True))
         for _, c in corr[corr.metric == "grad_cosine"].iterrows():

@@ -9,6 +9,7 @@ from siblings.checkpoints import load_model
 from siblings.compress import COMPRESSIONS
 from siblings.defend import CHECK_IMAGES, DEFENSES, DefenseJob, mean_cosine
 from siblings.engine import predict
+from siblings.gradients import twice_differentiable
 from siblings.logs import log
 from siblings.measure import measure
 from siblings.models import count_parameters
@@ -31,7 +32,9 @@ def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: d
         check_x, check_y = splits.images("calib")[:CHECK_IMAGES], splits.labels("calib")[:CHECK_IMAGES]
         before = mean_cosine(teacher, model, check_x, check_y)
         start = time.time()
-        measured = DEFENSES.get(params["method"])(model, DefenseJob(splits, params, seed, teacher))
+        with twice_differentiable(model):  # defenses differentiate input gradients again
+            measured = DEFENSES.get(params["method"]).run(
+                model, DefenseJob(splits, params, seed, teacher))
         seconds = time.time() - start
         after = mean_cosine(teacher, model, check_x, check_y)
         x_test, y_test = splits.images("test"), splits.labels("test")

@@ -12,8 +12,8 @@ from siblings.roles import DEFENDED_ROLES
 from siblings.stages.runner import stage
 
 
-def run(benchmark: str, models: str, correlations: str, outputs: dict[str, str],
-        log_file: str | None = None) -> None:
+def run(benchmark: str, models: str, correlations: str, support: str,
+        outputs: dict[str, str], log_file: str | None = None) -> None:
     """Draws every figure and ``summary.md``; ``outputs`` maps figure/efficiency/queries/
     similarity/defense/sweep/summary to their paths."""
     with stage(log_file, threads=1, seed=0, device="cpu"):
@@ -27,5 +27,5 @@ def run(benchmark: str, models: str, correlations: str, outputs: dict[str, str],
         defense_figure(defense_table(df), outputs["defense"])
         sweep_figure(df, outputs["sweep"])
         with atomic_path(outputs["summary"]) as tmp:
-            tmp.write_text(summary_markdown(df, mdf, corr))
+            tmp.write_text(summary_markdown(df, mdf, corr, pd.read_parquet(support)))
         log.info("report written: %s", ", ".join(outputs.values()))
