@@ -12,10 +12,10 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:  # torch loads only where tensors are read or written: the aggregate and
+    import torch   # report stages handle JSON and Parquet only and start faster without it
 
 
 _UMASK = os.umask(0)
@@ -72,6 +72,8 @@ def _without_aliases(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Writes tensors as safetensors and ``meta`` as the JSON sidecar, both atomically."""
+    from safetensors.torch import save_file
+
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in _without_aliases(tensors).items()},
                   str(tmp))
@@ -105,6 +107,8 @@ def check_safetensors(path: Path) -> None:
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """Loads a safetensors file and its JSON sidecar; refuses non-safetensors input."""
+    from safetensors.torch import load_file
+
     path = Path(path)
     check_safetensors(path)
     return load_file(str(path)), read_json(sidecar_path(path))

@@ -27,7 +27,7 @@ def run(attack_tables: list[str], similarity_tables: list[str],
     sidecar paths. The validated ``config`` is saved beside them, so every row's
     ``config_hash`` resolves, and the planner's ``support`` matrix into ``support_out``.
     """
-    with stage(log_file, threads=1, seed=0, device="cpu"):
+    with stage(log_file, threads=1, seed=0, device=None):
         digest = config_hash(config)
         stamp = {"config_hash": digest, "run_name": config["name"]}
         dataset = config["dataset"]["name"]

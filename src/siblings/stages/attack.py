@@ -6,7 +6,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from siblings.artifacts import atomic_path
@@ -66,4 +67,4 @@ def run(data: str, target_path: str, role: str, sources: list[dict], out: str, a
                     "code_version": code_version, "device": env.device_name,
                 })
         with atomic_path(out) as tmp:
-            pd.DataFrame(rows).to_parquet(tmp, index=False)
+            pq.write_table(pa.Table.from_pylist(rows), tmp)

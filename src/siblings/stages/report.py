@@ -16,7 +16,7 @@ def run(benchmark: str, models: str, correlations: str, support: str,
         outputs: dict[str, str], log_file: str | None = None) -> None:
     """Draws every figure and ``summary.md``; ``outputs`` maps figure/efficiency/queries/
     similarity/defense/sweep/summary to their paths."""
-    with stage(log_file, threads=1, seed=0, device="cpu"):
+    with stage(log_file, threads=1, seed=0, device=None):
         df, mdf = pd.read_parquet(benchmark), pd.read_parquet(models)
         corr = pd.read_parquet(correlations)
         plain = df[~df.source_role.isin(DEFENDED_ROLES)]

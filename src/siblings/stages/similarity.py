@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from siblings.artifacts import atomic_path
 from siblings.checkpoints import load_model
@@ -34,4 +35,4 @@ def run(data: str, full_path: str, sources: list[dict], out: str, params: dict,
                          "similarity_code_version": code_version,
                          "similarity_device": env.device_name})
         with atomic_path(out) as tmp:
-            pd.DataFrame(rows).to_parquet(tmp, index=False)
+            pq.write_table(pa.Table.from_pylist(rows), tmp)
