@@ -123,10 +123,10 @@ def _mean_preactivation_gaps(quantized_model, trained, x) -> list[float]:
 
     folded, layers = fold(trained.backbone), dict(quantized_model.backbone.named_modules())
     gaps, seen = [], {}
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, _channel_means(o)))
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, _channel_means(m, o)))
              for n, m in folded.named_modules() if isinstance(m, torch.nn.Conv2d)]
     hooks += [layers[n].register_forward_hook(
-        lambda m, i, o, n=n: gaps.append((_channel_means(_preactivation(m, i[0])) - seen[n])
+        lambda m, i, o, n=n: gaps.append((_channel_means(m, _preactivation(m, i[0])) - seen[n])
                                          .abs().max().item()))
         for n, m in folded.named_modules() if isinstance(m, torch.nn.Conv2d)]
     with torch.no_grad():

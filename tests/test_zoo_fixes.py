@@ -78,16 +78,38 @@ def test_channel_pruning_reaches_attention_mixers_and_shuffles(tmp_path, arch, w
     model = small(arch, width)
     before = count_parameters(model)
     params = {"method": "channel-prune", "channel_ratio": 0.5, "finetune_epochs": 1}
-    COMPRESSIONS.get("channel-prune").prepare(model, params)
+    structure = COMPRESSIONS.get("channel-prune").prepare(model, params)
     assert count_parameters(model) <= (1 - reduction) * before
     x = torch.rand(3, 1, 28, 28)
     with torch.no_grad():
         out = model.eval()(x)
     path = tmp_path / "s.safetensors"
-    save_tensors(path, model.state_dict(), {"spec": model.spec.to_dict(), "compression": params})
+    save_tensors(path, model.state_dict(), {"spec": model.spec.to_dict(), "compression": params,
+                                            "structure": structure})
     again, _ = load_model(path)
     with torch.no_grad():
         assert torch.equal(again(x), out)
+
+
+def test_a_pruned_sibling_whose_shapes_depend_on_its_weights_reloads_exactly(tmp_path):
+    """GhostNet slices a concatenation, so which channels go decides the pruned shapes: a
+    zero-filled shell pruned afresh comes out another shape; replaying the record does not."""
+    params = {"method": "channel-prune", "channel_ratio": 0.5, "finetune_epochs": 1}
+    model = small("ghostnet", 0.25)
+    with torch.no_grad():  # uneven magnitudes, as training leaves them
+        for p in model.parameters():
+            p.mul_(torch.rand_like(p) * 4)
+    structure = COMPRESSIONS.get("channel-prune").prepare(model, params)
+    shell = create_model(model.spec, initialise=False)
+    COMPRESSIONS.get("channel-prune").prepare(shell, params)
+    assert any(v.shape != shell.state_dict()[k].shape for k, v in model.state_dict().items())
+    path = tmp_path / "g.safetensors"
+    save_tensors(path, model.state_dict(), {"spec": model.spec.to_dict(), "compression": params,
+                                            "structure": structure})
+    again, _ = load_model(path)
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))
 
 
 @pytest.mark.parametrize("arch", ["squeezenet", "googlenet", "regnetx_002"])

@@ -1,10 +1,12 @@
-"""The ``compress`` stage: a registry of methods that turn a full model into an on-device sibling.
+"""Compression methods: a registry of what turns a full model into an on-device sibling.
 
-A method is three functions. ``prepare`` changes the model's structure (so a saved sibling
-can be rebuilt before its weights are loaded), ``fit`` calibrates, fine-tunes or distils it
-and returns what it measured (e.g. the real sparsity), and ``deploy`` says what a device
-would load and run. Config names each method+level with a short stable id (``ptq-w8a8``)
-whose parameters say which method to run.
+A method is three functions. ``prepare`` changes the model's structure, so a saved sibling
+can be rebuilt before its weights are loaded (what the rebuild needs beyond the config
+entry, such as the channels pruning removed, it returns, and gets back when reloading);
+``fit`` calibrates, fine-tunes or distils it and returns what it measured (e.g. the real
+sparsity); ``deploy`` says what a device would load and run. Config names each
+method+level with a short stable id (``ptq-w8a8``) whose parameters say which method to
+run; the ``compress`` stage (``stages/compress.py``) runs one.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class Compression:
     and ``needs(params, arch)``: the (architecture, capability) pairs it relies on, which
     the planner checks against the architectures' declarations before any job."""
 
-    prepare: Callable[[SiblingNet, dict], None]
+    prepare: Callable[[SiblingNet, dict, dict | None], dict | None]
     fit: Callable[[SiblingNet, Job], dict]
     deploy: Callable[[SiblingNet, dict], Deployment]
     family: str
@@ -68,7 +70,7 @@ class Compression:
 COMPRESSIONS: Registry[Compression] = Registry("compression method")
 
 
-def _no_structure_change(model: SiblingNet, params: dict) -> None:
+def _no_structure_change(model: SiblingNet, params: dict, stored: dict | None = None) -> None:
     """Nothing to rebuild: the method only changes weight values."""
 
 
@@ -88,7 +90,7 @@ def _example_input(model: SiblingNet) -> torch.Tensor:
     return model.preprocess(_example_input_images(model))
 
 
-def _quant_prepare(model: SiblingNet, params: dict) -> None:
+def _quant_prepare(model: SiblingNet, params: dict, stored: dict | None = None) -> None:
     scheme = QuantScheme.from_params(params)
     model.backbone = quantize_backbone(model.backbone, scheme, _example_input(model))
     if not fake_quant_modules(model.backbone):
@@ -285,21 +287,30 @@ def _resize_attention(model: nn.Module) -> None:
             m.scale = m.head_dim ** -0.5
 
 
-def _channel_prepare(model: SiblingNet, params: dict) -> None:
+def _channel_prepare(model: SiblingNet, params: dict, stored: dict | None = None) -> dict:
     """Removes ``channel_ratio`` of the channels of every prunable group (torch-pruning,
-    L1 group magnitude) in each scope :func:`_pruning_scopes` finds.
-
-    The ratio is uniform per layer, so the pruned shapes depend only on the architecture:
-    a saved sibling reloads by pruning a fresh model the same way and loading weights.
+    L1 group magnitude) in each scope :func:`_pruning_scopes` finds, and returns the
+    channels it removed. A saved sibling reloads by replaying them (``stored``): which
+    channels go depends on the weights, and where an architecture slices a concatenation
+    (GhostNet) so do the pruned shapes.
     """
     import torch_pruning as tp
 
-    for scope in _pruning_scopes(model):
-        tp.pruner.MetaPruner(scope.module, scope.example,
-                             importance=tp.importance.GroupMagnitudeImportance(p=1),
-                             pruning_ratio=params["channel_ratio"], ignored_layers=scope.ignored,
-                             num_heads=scope.num_heads).step()
+    replay = stored["pruning_history"] if stored else None
+    history = []
+    for i, scope in enumerate(_pruning_scopes(model)):
+        pruner = tp.pruner.MetaPruner(scope.module, scope.example,
+                                      importance=tp.importance.GroupMagnitudeImportance(p=1),
+                                      pruning_ratio=params["channel_ratio"],
+                                      ignored_layers=scope.ignored, num_heads=scope.num_heads)
+        if replay is None:
+            pruner.step()
+        else:
+            pruner.load_pruning_history(replay[i])
+        history.append([[name, bool(out), [int(j) for j in idxs]]
+                        for name, out, idxs in pruner.pruning_history()])
     _resize_attention(model)
+    return {"pruning_history": history}
 
 
 def _channel_fit(model: SiblingNet, job: Job) -> dict:
@@ -325,7 +336,7 @@ def student_spec(parent: ModelSpec, params: dict) -> ModelSpec:
                    pretrained=False)
 
 
-def _kd_prepare(model: SiblingNet, params: dict) -> None:
+def _kd_prepare(model: SiblingNet, params: dict, stored: dict | None = None) -> None:
     """The sibling shares no weights with its parent: a fresh student replaces the backbone."""
     student = create_model(student_spec(model.spec, params))
     model.spec = student.spec

@@ -30,7 +30,7 @@ def run(data: str, full: str, out: str, compression_id: str, params: dict, seed:
         full_pred = predict(teacher, x_test)
         method = COMPRESSIONS.get(params["method"])
         start = time.time()
-        method.prepare(model, params)
+        structure = method.prepare(model, params, None)
         model.to(env.device)
         measured = method.fit(model, Job(splits, params, seed, teacher))
         seconds = time.time() - start
@@ -51,6 +51,6 @@ def run(data: str, full: str, out: str, compression_id: str, params: dict, seed:
             "agreement_with_full": agree, "n_test": len(y_test),
             "parameters": count_parameters(model), "product": product,
             "compress_seconds": seconds, "code_version": code_version,
-            "device": env.device_name,
+            "device": env.device_name, "structure": structure,
         }
         save_tensors(out, model.state_dict(), meta)

@@ -55,7 +55,8 @@ def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: d
             model.cpu(), sib_meta["compression"]), x_test.cpu(), y_test.cpu(),
             reference=pred.cpu())
         meta = {
-            **{k: sib_meta[k] for k in ("spec", "compression_id", "compression", "family")},
+            **{k: sib_meta.get(k) for k in ("spec", "compression_id", "compression", "family",
+                                            "structure")},
             "kind": "defended", "seed": seed,
             "parent": {"path": str(sibling), "test_accuracy": sib_meta["test_accuracy"],
                        "code_version": sib_meta["code_version"]},
