@@ -14,7 +14,7 @@ def smoke() -> dict:
     return yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", ["smoke", "config", "full"])
+@pytest.mark.parametrize("name", ["smoke", "config", "full", "zoo", "cifar10", "imagenet"])
 def test_shipped_configs_validate(name):
     cfg = validate(yaml.safe_load((ROOT / f"config/{name}.yaml").read_text()), SCHEMA)
     assert cfg["train"]["batch_size"] >= 1 and cfg["threads"]["attack"] >= 1

@@ -34,7 +34,7 @@ def test_read_idx_roundtrip(tmp_path):
 def test_fashion_mnist_reads_from_siblings_data(tmp_path, monkeypatch):
     fake_fashion_mnist(tmp_path / "fashion-mnist")
     monkeypatch.setenv("SIBLINGS_DATA", str(tmp_path))
-    raw = data.DATASETS.get("fashion-mnist")(None, False)
+    raw = data.DATASETS.get("fashion-mnist").load(None, False, None)
     assert raw.x_train.shape == (50, 1, 28, 28) and raw.x_train.dtype == torch.uint8
     assert raw.y_test.shape == (20,)
     assert raw.source == str(tmp_path / "fashion-mnist")
@@ -44,7 +44,7 @@ def test_missing_dataset_lists_every_place_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("SIBLINGS_DATA", str(tmp_path / "home"))
     monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "debian")
     with pytest.raises(DatasetNotFoundError) as err:
-        data.DATASETS.get("fashion-mnist")(str(tmp_path / "root"), False)
+        data.DATASETS.get("fashion-mnist").load(str(tmp_path / "root"), False, None)
     msg = str(err.value)
     for place in ("root", "home/fashion-mnist", "debian"):
         assert str(tmp_path / place) in msg
@@ -73,11 +73,11 @@ def test_cifar10_binary_is_read_without_unpickling(tmp_path):
         rows = rng.integers(0, 256, (4, 3073), dtype=np.uint8)
         rows[:, 0] = np.arange(4)
         rows.tofile(folder / name)
-    raw = data.DATASETS.get("cifar10")(str(tmp_path), False)
+    raw = data.DATASETS.get("cifar10").load(str(tmp_path), False, None)
     assert raw.x_train.shape == (20, 3, 32, 32) and raw.x_test.shape == (4, 3, 32, 32)
     assert raw.y_test.tolist() == [0, 1, 2, 3]
 
 
 def test_missing_cifar10_names_the_folder(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=str(tmp_path / data.CIFAR10_BIN)):
-        data.DATASETS.get("cifar10")(str(tmp_path), False)
+        data.DATASETS.get("cifar10").load(str(tmp_path), False, None)

@@ -6,7 +6,7 @@ it needs the compression registry only to rebuild a sibling's compressed structu
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,8 +25,80 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[Si
                          initialise=False)
     if meta.get("compression"):
         comp = meta["compression"]
-        COMPRESSIONS.get(comp["method"]).prepare(model, comp)
+        COMPRESSIONS.get(comp["method"]).prepare(model, comp, meta.get("structure"))
     load_state(model, tensors)
     model.to(device)
     model.eval()
     return model, meta
+
+
+PRETRAINED = "pretrained"
+
+
+class CheckpointError(ValueError):
+    """A starting checkpoint that is not safetensors or does not fit its architecture."""
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a full model's weights start before training: random, the architecture's
+    published timm weights (``pretrained``: True, or one of its tags), or ``path``: a
+    safetensors file of the backbone's state dict."""
+
+    pretrained: bool | str = False
+    path: Path | None = None
+
+    @classmethod
+    def parse(cls, value: str | None) -> "Start":
+        """``None`` (random), ``pretrained``, ``pretrained:<tag>`` or a file path."""
+        if value is None:
+            return cls()
+        if value == PRETRAINED:
+            return cls(pretrained=True)
+        if value.startswith(PRETRAINED + ":"):
+            return cls(pretrained=value.split(":", 1)[1])
+        return cls(path=Path(value))
+
+
+def backbone_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in the state dict of ``spec``'s backbone, built on the
+    meta device (nothing allocated, nothing downloaded)."""
+    with torch.device("meta"):
+        backbone = create_model(replace(spec, pretrained=False)).backbone
+    return {k: tuple(v.shape) for k, v in backbone.state_dict().items()}
+
+
+def check_checkpoint(path: Path, spec: ModelSpec) -> None:
+    """Refuses a file that is not safetensors, or whose tensors do not fit ``spec``'s
+    backbone (missing, unexpected or differently shaped), reading its header only."""
+    from safetensors import safe_open
+
+    from siblings.artifacts import UnsafeArtifactError, check_safetensors
+
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        check_safetensors(path)
+    except UnsafeArtifactError as err:
+        raise CheckpointError(str(err)) from err
+    with safe_open(str(path), framework="pt") as f:
+        stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    wanted = backbone_shapes(spec)
+    missing = sorted(set(wanted) - set(stored))
+    unexpected = sorted(set(stored) - set(wanted))
+    shapes = sorted(k for k in set(wanted) & set(stored) if wanted[k] != stored[k])
+    if missing or unexpected or shapes:
+        raise CheckpointError(
+            f"{path} does not fit {spec.arch} (width {spec.width:g}, {spec.in_chans} input "
+            f"channels, {spec.num_classes} classes): {len(missing)} tensors missing, e.g. "
+            f"{missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}; "
+            f"{len(shapes)} of another shape, e.g. "
+            f"{[(k, stored[k], wanted[k]) for k in shapes[:2]]}")
+
+
+def load_backbone(model: SiblingNet, path: Path) -> None:
+    """Loads a checked backbone checkpoint into ``model``."""
+    from safetensors.torch import load_file
+
+    check_checkpoint(path, model.spec)
+    model.backbone.load_state_dict(load_file(str(path)))

@@ -28,19 +28,38 @@ class DatasetNotFoundError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class RawDataset:
-    """Official train/test parts as uint8 NCHW images plus int64 labels, and normalisation stats."""
+    """Official train/test parts as uint8 NCHW images plus int64 labels, and normalisation
+    stats. Images are a tensor, or (image folders) decoded when indexed with a tensor."""
 
-    x_train: torch.Tensor
+    x_train: torch.Tensor | _DecodedOnIndex
     y_train: torch.Tensor
-    x_test: torch.Tensor
+    x_test: torch.Tensor | _DecodedOnIndex
     y_test: torch.Tensor
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: str
 
 
-Loader = Callable[[str | None, bool], RawDataset]
-DATASETS: Registry[Loader] = Registry("dataset")
+@dataclass(frozen=True)
+class DataShape:
+    """What a dataset's images look like once loaded: channels, classes and side (px)."""
+
+    channels: int
+    classes: int
+    side: int
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered dataset. ``load(root, download, image_size)`` reads its official parts;
+    ``shape(root, download, image_size)`` runs before any job, decodes nothing, and
+    refuses a root that cannot hold the dataset (naming config key ``dataset.root``)."""
+
+    load: Callable[[str | None, bool, int | None], RawDataset]
+    shape: Callable[[str | None, bool, int | None], DataShape]
+
+
+DATASETS: Registry[Dataset] = Registry("dataset")
 
 FASHION_MNIST_FILES = {
     "x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
@@ -74,8 +93,26 @@ def _missing(name: str, looked: list[Path], how: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(f"dataset '{name}' not found. Looked in:\n{places}\n{how}")
 
 
-@DATASETS.register("fashion-mnist")
-def fashion_mnist(root: str | None, download: bool) -> RawDataset:
+def _root_exists(root: str | None) -> None:
+    """A root the config names must be a folder; unset, the loaders look elsewhere."""
+    if root is not None and not Path(root).is_dir():
+        raise DatasetNotFoundError(f"config key 'dataset.root': {Path(root).resolve()} is not "
+                                   "a folder")
+
+
+def _fixed_shape(channels: int, classes: int, side: int
+                 ) -> Callable[[str | None, bool, int | None], DataShape]:
+    def shape(root: str | None, download: bool, image_size: int | None) -> DataShape:
+        _root_exists(root)
+        if image_size not in (None, side):
+            raise DatasetNotFoundError(f"config key 'dataset.image_size': this dataset's images "
+                                       f"are {side} px and are not resized; leave it unset")
+        return DataShape(channels, classes, side)
+
+    return shape
+
+
+def fashion_mnist(root: str | None, download: bool, image_size: int | None) -> RawDataset:
     """Fashion-MNIST from IDX gz files: ``root``, ``$SIBLINGS_DATA``, Debian's package, or download."""
     candidates = ([Path(root)] if root else []) + [data_home() / "fashion-mnist",
                                                     DEBIAN_FASHION_MNIST, _downloaded(data_home())]
@@ -96,6 +133,9 @@ def fashion_mnist(root: str | None, download: bool) -> RawDataset:
         y_test=torch.from_numpy(arrays["y_test"].astype(np.int64)),
         mean=(0.2860,), std=(0.3530,), source=str(folder),
     )
+
+
+DATASETS.register("fashion-mnist")(Dataset(fashion_mnist, _fixed_shape(1, 10, 28)))
 
 
 def _downloaded(home: Path) -> Path:
@@ -127,16 +167,33 @@ def _read_cifar_bin(files: list[Path]) -> tuple[torch.Tensor, torch.Tensor]:
             torch.from_numpy(rows[:, 0].astype(np.int64)))
 
 
-@DATASETS.register("cifar10")
-def cifar10(root: str | None, download: bool) -> RawDataset:
+def _cifar10_files(root: str | None) -> tuple[Path, list[Path], Path]:
+    folder = Path(root) if root else data_home() / "cifar10"
+    return (folder, [folder / CIFAR10_BIN / f"data_batch_{i}.bin" for i in range(1, 6)],
+            folder / CIFAR10_BIN / "test_batch.bin")
+
+
+def _cifar10_missing(folder: Path) -> DatasetNotFoundError:
+    return _missing("cifar10", [folder / CIFAR10_BIN],
+                    f"Point dataset.root at the folder holding {CIFAR10_BIN}/ (the binary "
+                    f"version, {CIFAR10_URL}), or set dataset.download: true.")
+
+
+def _cifar10_shape(root: str | None, download: bool, image_size: int | None) -> DataShape:
+    _fixed_shape(3, 10, 32)(root, download, image_size)
+    folder, train_files, test_file = _cifar10_files(root)
+    if not download and not all(f.is_file() for f in [*train_files, test_file]):
+        raise _cifar10_missing(folder)
+    return DataShape(3, 10, 32)
+
+
+def cifar10(root: str | None, download: bool, image_size: int | None) -> RawDataset:
     """CIFAR-10 in its binary version (``cifar-10-batches-bin``) under ``root`` or ``$SIBLINGS_DATA``.
 
     The binary files are read with numpy: the Python version of CIFAR is pickled, and
     this project never unpickles anything.
     """
-    folder = Path(root) if root else data_home() / "cifar10"
-    train_files = [folder / CIFAR10_BIN / f"data_batch_{i}.bin" for i in range(1, 6)]
-    test_file = folder / CIFAR10_BIN / "test_batch.bin"
+    folder, train_files, test_file = _cifar10_files(root)
     if download and not all(f.is_file() for f in [*train_files, test_file]):
         from torchvision.datasets.utils import download_and_extract_archive
 
@@ -145,40 +202,83 @@ def cifar10(root: str | None, download: bool) -> RawDataset:
         except (OSError, RuntimeError) as err:
             print(f"cifar10 download failed: {err}")
     if not all(f.is_file() for f in [*train_files, test_file]):
-        raise _missing("cifar10", [folder / CIFAR10_BIN],
-                       f"Point dataset.root at the folder holding {CIFAR10_BIN}/ (the binary "
-                       f"version, {CIFAR10_URL}), or set dataset.download: true.")
+        raise _cifar10_missing(folder)
     x_train, y_train = _read_cifar_bin(train_files)
     x_test, y_test = _read_cifar_bin([test_file])
     return RawDataset(x_train, y_train, x_test, y_test, mean=(0.4914, 0.4822, 0.4465),
                       std=(0.2470, 0.2435, 0.2616), source=str(folder))
 
 
-IMAGEFOLDER_SIZE = 32
+DATASETS.register("cifar10")(Dataset(cifar10, _cifar10_shape))
 
 
-@DATASETS.register("imagefolder")
-def imagefolder(root: str | None, download: bool) -> RawDataset:
-    """An ImageNet-style tree ``root/{train,val}/<class>/<image>``, resized to 32 px, RGB."""
-    from torchvision import transforms
-    from torchvision.datasets import ImageFolder
+IMAGEFOLDER_PARTS = ("train", "val")
 
-    if not root or not (Path(root) / "train").is_dir() or not (Path(root) / "val").is_dir():
-        looked = [Path(root or "<dataset.root unset>") / "train", Path(root or "<unset>") / "val"]
-        raise _missing("imagefolder", looked,
-                       "Set dataset.root to a folder with train/ and val/ class sub-folders.")
-    tf = transforms.Compose([transforms.Resize(IMAGEFOLDER_SIZE),
-                             transforms.CenterCrop(IMAGEFOLDER_SIZE), transforms.PILToTensor()])
 
-    def load(part: str) -> tuple[torch.Tensor, torch.Tensor]:
-        ds = ImageFolder(str(Path(root) / part), transform=tf)
-        xs, ys = zip(*[(ds[i][0].expand(3, -1, -1), ds[i][1]) for i in range(len(ds))])
-        return torch.stack(xs), torch.tensor(ys)
+def _imagefolder_classes(root: str | None) -> list[str]:
+    """The class folders of ``root/train`` (``root/val`` must have the same), decoding nothing."""
+    parts = [Path(root or "<dataset.root unset>") / part for part in IMAGEFOLDER_PARTS]
+    if not root or not all(p.is_dir() for p in parts):
+        raise _missing("imagefolder", parts, "Set config key 'dataset.root' to a folder with "
+                       "train/ and val/ class sub-folders (the ImageNet layout).")
+    classes = [sorted(d.name for d in p.iterdir() if d.is_dir()) for p in parts]
+    if not classes[0] or classes[0] != classes[1]:
+        raise DatasetNotFoundError(f"config key 'dataset.root': {parts[0]} and {parts[1]} must "
+                                   f"hold the same class folders (found {len(classes[0])} and "
+                                   f"{len(classes[1])})")
+    return classes[0]
 
-    x_train, y_train = load("train")
-    x_test, y_test = load("val")
-    return RawDataset(x_train, y_train, x_test, y_test, mean=(0.485, 0.456, 0.406),
+
+IMAGEFOLDER_SIZE = 32  # the side image folders are resized to unless dataset.image_size says
+
+
+def _imagefolder_shape(root: str | None, download: bool, image_size: int | None) -> DataShape:
+    return DataShape(3, len(_imagefolder_classes(root)), image_size or IMAGEFOLDER_SIZE)
+
+
+class _DecodedOnIndex:
+    """An image folder's images, decoded (resized, centre-cropped, RGB, uint8) only when
+    indexed: the splits take their seeded subset first, so an ImageNet-size train folder
+    never has to fit in memory."""
+
+    def __init__(self, folder: Path, image_size: int) -> None:
+        from torchvision import transforms
+        from torchvision.datasets import ImageFolder
+
+        tf = transforms.Compose([transforms.Resize(image_size),
+                                 transforms.CenterCrop(image_size), transforms.PILToTensor()])
+        self.images = ImageFolder(str(folder), transform=tf)
+        self.image_size = image_size
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.images), 3, self.image_size, self.image_size)
+
+    def labels(self) -> torch.Tensor:
+        return torch.tensor(self.images.targets)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
+        from tqdm import tqdm
+
+        return torch.stack([self.images[i][0].expand(3, -1, -1)
+                            for i in tqdm(index.tolist(), desc="decoding images",
+                                          mininterval=30)])
+
+
+def imagefolder(root: str | None, download: bool, image_size: int | None) -> RawDataset:
+    """An ImageNet-style tree ``root/{train,val}/<class>/<image>``, resized to ``image_size``
+    (32 px unless set), RGB; images are decoded once the splits have picked them."""
+    _imagefolder_classes(root)
+    side = image_size or IMAGEFOLDER_SIZE
+    train, val = (_DecodedOnIndex(Path(root) / part, side) for part in IMAGEFOLDER_PARTS)
+    return RawDataset(train, train.labels(), val, val.labels(), mean=(0.485, 0.456, 0.406),
                       std=(0.229, 0.224, 0.225), source=str(root))
+
+
+DATASETS.register("imagefolder")(Dataset(imagefolder, _imagefolder_shape))
 
 
 class _LazyTensors(Mapping):
@@ -248,4 +348,8 @@ def prepare(raw: RawDataset, calib_size: int, seed: int, train_subset: int | Non
     }
 
 
-MODEL_INPUT_SIZE = 32  # every architecture is adapted to 32-px inputs; smaller images are padded
+MIN_INPUT_SIZE = 32  # every architecture is adapted to inputs of 32 px or more; smaller are padded
+
+
+def model_input_size(shape: DataShape) -> int:
+    return max(MIN_INPUT_SIZE, shape.side)

@@ -38,13 +38,15 @@ CAPABILITIES = {
 
 @dataclass(frozen=True)
 class Architecture:
-    """A registered architecture: its factory, where it comes from, and the capabilities
-    that do not apply to it, each with the reason."""
+    """A registered architecture: its factory, where it comes from, the capabilities that
+    do not apply to it (each with the reason), and ``published``: the timm model whose
+    pretrained weights it loads at width 1.0 (None where none fit)."""
 
     factory: Factory
     library: str
     family: str
     unsupported: Mapping[str, str] = field(default_factory=dict)
+    published: str | None = None
 
     def why_not(self, capability: str) -> str | None:
         """Why ``capability`` does not apply, or None when it does."""
@@ -56,15 +58,20 @@ class Architecture:
 ARCHITECTURES: Registry[Architecture] = Registry("architecture")
 
 
-def architecture(name: str, library: str, family: str, **unsupported: str
-                 ) -> Callable[[Factory], Factory]:
-    """Registers a factory under ``name`` with the capabilities that do not apply to it."""
+def architecture(name: str, library: str, family: str, published: str | None = None,
+                 **unsupported: str) -> Callable[[Factory], Factory]:
+    """Registers a factory under ``name`` with the capabilities that do not apply to it;
+    an entry either names the timm model whose weights it loads or says why none fit."""
     unknown = set(unsupported) - set(CAPABILITIES)
     if unknown:
         raise KeyError(f"unknown capabilities {sorted(unknown)}; known: {', '.join(CAPABILITIES)}")
+    if (published is None) == ("pretrained" not in unsupported):
+        raise ValueError(f"architecture '{name}': name its published weights or say why "
+                         "none fit (pretrained=...), not both")
 
     def add(factory: Factory) -> Factory:
-        ARCHITECTURES.register(name)(Architecture(factory, library, family, dict(unsupported)))
+        ARCHITECTURES.register(name)(Architecture(factory, library, family, dict(unsupported),
+                                                  published))
         return factory
 
     return add
@@ -81,7 +88,7 @@ class ModelSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     width: float = 1.0
-    pretrained: bool = False
+    pretrained: bool | str = False  # True: the published weights; a string: a timm tag
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -225,15 +232,19 @@ def _tvm():
     return torchvision.models
 
 
-def _timm(name: str, in_chans: int, num_classes: int, pretrained: bool, **kwargs) -> nn.Module:
+def _timm(name: str, in_chans: int, num_classes: int, pretrained: bool | str,
+          **kwargs) -> nn.Module:
+    """``timm.create_model``; ``pretrained`` may name one of the model's weight tags."""
     import timm
 
+    if isinstance(pretrained, str):
+        name, pretrained = f"{name}.{pretrained}", True
     return _plain_linears(timm.create_model(name, pretrained=pretrained, in_chans=in_chans,
                                             num_classes=num_classes, **kwargs))
 
 
 def _timm_resnet(name: str, widths: tuple[int, ...], in_chans: int, num_classes: int,
-                 width: float, pretrained: bool) -> nn.Module:
+                 width: float, pretrained: bool | str) -> nn.Module:
     if width == 1.0:
         return _timm(name, in_chans, num_classes, pretrained)
     return _timm(name, in_chans, num_classes, False,
@@ -244,7 +255,7 @@ def _timm_multiplied(name: str, builder: Callable[[float, dict], nn.Module]) -> 
     """A timm model at its published size, or narrower through timm's own channel
     multiplier (``builder(width, kwargs)``: the generator behind timm's entry point)."""
 
-    def build(in_chans: int, num_classes: int, width: float, pretrained: bool,
+    def build(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
               input_size: int) -> nn.Module:
         if width == 1.0:
             return _timm(name, in_chans, num_classes, pretrained)
@@ -257,7 +268,7 @@ def _timm_multiplied(name: str, builder: Callable[[float, dict], nn.Module]) -> 
 # --- the four architectures of the paper's first author -------------------------------
 
 @architecture("alexnet", "torchvision", "classic conv", pretrained=STEM_REBUILT)
-def alexnet(in_chans: int, num_classes: int, width: float, pretrained: bool,
+def alexnet(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
             input_size: int) -> nn.Module:
     """torchvision AlexNet; stem 11x11/4 becomes 5x5/2 for 32-px inputs, width scales all layers."""
     model = _tvm().alexnet(num_classes=num_classes)
@@ -266,21 +277,21 @@ def alexnet(in_chans: int, num_classes: int, width: float, pretrained: bool,
 
 
 @architecture("vgg16", "torchvision", "classic conv (BN)", pretrained=STEM_REBUILT)
-def vgg16(in_chans: int, num_classes: int, width: float, pretrained: bool,
+def vgg16(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
           input_size: int) -> nn.Module:
     """torchvision VGG16 with batch norm (CIFAR-style 1x1 head); width scales all layers."""
     return _scale_sequential(_tvm().vgg16_bn(num_classes=num_classes), in_chans, num_classes, width)
 
 
-@architecture("resnet18", "timm", "ResNet")
-def resnet18(in_chans: int, num_classes: int, width: float, pretrained: bool,
+@architecture("resnet18", "timm", "ResNet", published="resnet18")
+def resnet18(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
              input_size: int) -> nn.Module:
     """timm ResNet-18; width scales stage channels."""
     return _timm_resnet("resnet18", (64, 128, 256, 512), in_chans, num_classes, width, pretrained)
 
 
 @architecture("mobilenetv2", "torchvision", "mobile inverted residual", pretrained=STEM_REBUILT)
-def mobilenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool,
+def mobilenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
                 input_size: int) -> nn.Module:
     """torchvision MobileNetV2 (``width_mult``), its own stride-2 stem: 1x1 final maps at 32 px.
 
@@ -294,30 +305,30 @@ def mobilenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool,
 
 # --- deeper and wider ResNets, dense connections -------------------------------------
 
-@architecture("resnet34", "timm", "deeper ResNet")
-def resnet34(in_chans: int, num_classes: int, width: float, pretrained: bool,
+@architecture("resnet34", "timm", "deeper ResNet", published="resnet34")
+def resnet34(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
              input_size: int) -> nn.Module:
     """timm ResNet-34 (deeper BasicBlock ResNet); width scales stage channels."""
     return _timm_resnet("resnet34", (64, 128, 256, 512), in_chans, num_classes, width, pretrained)
 
 
-@architecture("resnet50", "timm", "bottleneck ResNet")
-def resnet50(in_chans: int, num_classes: int, width: float, pretrained: bool,
+@architecture("resnet50", "timm", "bottleneck ResNet", published="resnet50")
+def resnet50(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
              input_size: int) -> nn.Module:
     """timm ResNet-50 (bottleneck blocks); width scales stage channels."""
     return _timm_resnet("resnet50", (64, 128, 256, 512), in_chans, num_classes, width, pretrained)
 
 
-@architecture("wide_resnet50", "timm", "wide ResNet")
-def wide_resnet50(in_chans: int, num_classes: int, width: float, pretrained: bool,
+@architecture("wide_resnet50", "timm", "wide ResNet", published="wide_resnet50_2")
+def wide_resnet50(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
                   input_size: int) -> nn.Module:
     """timm Wide-ResNet-50-2 (twice the bottleneck width); width scales stage channels."""
     return _timm_resnet("wide_resnet50_2", (64, 128, 256, 512), in_chans, num_classes, width,
                         pretrained)
 
 
-@architecture("densenet121", "timm", "DenseNet")
-def densenet121(in_chans: int, num_classes: int, width: float, pretrained: bool,
+@architecture("densenet121", "timm", "DenseNet", published="densenet121")
+def densenet121(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
                 input_size: int) -> nn.Module:
     """timm DenseNet-121; width scales the growth rate (32 at width 1)."""
     if width != 1.0:
@@ -361,19 +372,22 @@ def _regnetx(width: float, kwargs: dict) -> nn.Module:
     return RegNet(replace(cfg, w0=_ch(cfg.w0, width), wa=cfg.wa * width), **kwargs)
 
 
-architecture("efficientnet_b0", "timm", "EfficientNet")(
+architecture("efficientnet_b0", "timm", "EfficientNet", published="efficientnet_b0")(
     _timm_multiplied("efficientnet_b0", _efficientnet))
-architecture("mobilenetv3_small", "timm", "MobileNetV3")(
+architecture("mobilenetv3_small", "timm", "MobileNetV3", published="mobilenetv3_small_100")(
     _timm_multiplied("mobilenetv3_small_100", _mobilenetv3))
-architecture("mnasnet", "timm", "MnasNet (NAS)")(_timm_multiplied("mnasnet_100", _mnasnet))
-architecture("regnetx_002", "timm", "RegNet")(_timm_multiplied("regnetx_002", _regnetx))
-architecture("ghostnet", "timm", "GhostNet")(_timm_multiplied("ghostnet_100", _ghostnet))
+architecture("mnasnet", "timm", "MnasNet (NAS)", published="mnasnet_100")(
+    _timm_multiplied("mnasnet_100", _mnasnet))
+architecture("regnetx_002", "timm", "RegNet", published="regnetx_002")(
+    _timm_multiplied("regnetx_002", _regnetx))
+architecture("ghostnet", "timm", "GhostNet", published="ghostnet_100")(
+    _timm_multiplied("ghostnet_100", _ghostnet))
 
 
 @architecture("shufflenetv2", "torchvision", "ShuffleNet", pretrained=STEM_REBUILT,
               int8="PyTorch's int8 conversion fails on its channel shuffle ('required rank 4 "
                    "tensor to use channels_last format'); the fake-quantized sibling is used")
-def shufflenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool,
+def shufflenetv2(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
                  input_size: int) -> nn.Module:
     """torchvision ShuffleNetV2 x1.0; width scales the stage outputs."""
     stages = [24] + [_ch(c, width, 4) for c in (116, 232, 464)] + [_ch(1024, width)]
@@ -394,7 +408,7 @@ class _Tracked:
 
 
 @architecture("squeezenet", "torchvision", "SqueezeNet (fire modules)", pretrained=STEM_REBUILT)
-def squeezenet(in_chans: int, num_classes: int, width: float, pretrained: bool,
+def squeezenet(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
                input_size: int) -> nn.Module:
     """torchvision SqueezeNet 1.1 (fire modules); width scales every fire module."""
     from torchvision.models.squeezenet import Fire
@@ -419,7 +433,7 @@ def squeezenet(in_chans: int, num_classes: int, width: float, pretrained: bool,
 
 
 @architecture("googlenet", "torchvision", "Inception", pretrained=STEM_REBUILT)
-def googlenet(in_chans: int, num_classes: int, width: float, pretrained: bool,
+def googlenet(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
               input_size: int) -> nn.Module:
     """torchvision GoogLeNet (Inception v1), no auxiliary heads; width scales every branch."""
     from torchvision.models.googlenet import BasicConv2d, Inception, InceptionAux
@@ -451,8 +465,8 @@ def googlenet(in_chans: int, num_classes: int, width: float, pretrained: bool,
 
 # --- modern conv and attention/MLP nets ------------------------------------------------
 
-@architecture("convnext_atto", "timm", "ConvNeXt")
-def convnext_atto(in_chans: int, num_classes: int, width: float, pretrained: bool,
+@architecture("convnext_atto", "timm", "ConvNeXt", published="convnext_atto")
+def convnext_atto(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
                   input_size: int) -> nn.Module:
     """timm ConvNeXt-Atto (4x4 patch stem); width scales stage dims."""
     if width == 1.0:
@@ -462,7 +476,7 @@ def convnext_atto(in_chans: int, num_classes: int, width: float, pretrained: boo
 
 
 @architecture("deit_tiny", "timm", "vision transformer", pretrained=PATCHES_REBUILT)
-def deit_tiny(in_chans: int, num_classes: int, width: float, pretrained: bool,
+def deit_tiny(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
               input_size: int) -> nn.Module:
     """timm DeiT-Tiny ViT on an 8x8 patch grid (4x4 patches at 32 px); width scales the
     embedding."""
@@ -473,7 +487,7 @@ def deit_tiny(in_chans: int, num_classes: int, width: float, pretrained: bool,
 
 
 @architecture("mixer_s4", "timm", "MLP-Mixer", pretrained=PATCHES_REBUILT)
-def mixer_s4(in_chans: int, num_classes: int, width: float, pretrained: bool,
+def mixer_s4(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
              input_size: int) -> nn.Module:
     """timm MLP-Mixer-S (8 blocks) on an 8x8 patch grid (4x4 patches at 32 px); width
     scales the embedding."""

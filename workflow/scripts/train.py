@@ -4,4 +4,4 @@ train.run(data=snakemake.input.data, out=snakemake.output.weights, arch=snakemak
           width=snakemake.params.width, seed=int(snakemake.wildcards.seed),
           params=snakemake.params.cfg, code_version=snakemake.params.code,
           log_file=snakemake.log[0], threads=snakemake.threads,
-          device=snakemake.params.device)
+          device=snakemake.params.device, init=snakemake.params.init)

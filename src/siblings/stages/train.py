@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from siblings.artifacts import save_tensors
+from siblings.checkpoints import Start, load_backbone
 from siblings.engine import accuracy
 from siblings.logs import log
 from siblings.measure import float_deployment, measure
@@ -13,20 +14,39 @@ from siblings.stages.runner import stage
 from siblings.train import fit, model_spec
 
 
+def starting_model(arch: str, width: float, meta: dict, start: Start) -> SiblingNet:
+    """``arch`` for the dataset described by ``meta``, with its starting weights."""
+    try:
+        model = create_model(model_spec(arch, width, meta, start.pretrained))
+    except OSError as err:  # the hub is unreachable and nothing is cached
+        if not start.pretrained:
+            raise
+        raise RuntimeError(
+            f"could not fetch timm's published weights for {arch} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}). Without internet, save them as a safetensors "
+            f"file of the backbone's state dict and set archs.{arch}.weights to its path"
+        ) from err
+    if start.path is not None:
+        load_backbone(model, start.path)
+    return model
+
+
 def run(data: str, out: str, arch: str, width: float, seed: int, params: dict,
         code_version: str, log_file: str | None = None, threads: int = 1,
-        device: str = "cpu") -> None:
-    """Trains ``arch`` with ``seed`` on the train split and stores it with its test accuracy."""
+        device: str = "cpu", init: str | None = None) -> None:
+    """Trains ``arch`` with ``seed`` on the train split, from the starting weights ``init``
+    (None: random; see :class:`Start`), and stores it with its test accuracy."""
     with stage(log_file, threads, seed, device, data) as env:
         splits = env.splits
-        model: SiblingNet = create_model(model_spec(arch, width, splits.meta,
-                                                    params.get("pretrained", False)))
-        model.to(env.device)
-        log.info("training %s (width %s, seed %d, %d params) on %d images",
-                 arch, width, seed, count_parameters(model), len(splits.labels("train")))
+        model = starting_model(arch, width, splits.meta, Start.parse(init)).to(env.device)
+        log.info("training %s (width %s, seed %d, %d params, start: %s) on %d images for %g "
+                 "epochs", arch, width, seed, count_parameters(model), init or "random",
+                 len(splits.labels("train")), params["epochs"])
         start = time.time()
-        fit(model, splits.images("train"), splits.labels("train"), params["epochs"],
-            params["batch_size"], params["lr"], params["weight_decay"], seed, f"train {arch}")
+        if params["epochs"] > 0:
+            fit(model, splits.images("train"), splits.labels("train"), params["epochs"],
+                params["batch_size"], params["lr"], params["weight_decay"], seed,
+                f"train {arch}")
         seconds = time.time() - start
         x_test, y_test = splits.images("test"), splits.labels("test")
         acc = accuracy(model, x_test, y_test)
@@ -36,6 +56,7 @@ def run(data: str, out: str, arch: str, width: float, seed: int, params: dict,
                  product)
         meta = {
             "kind": "full", "spec": model.spec.to_dict(), "seed": seed, "train": params,
+            "start": init,
             "test_accuracy": acc, "n_test": len(y_test),
             "parameters": count_parameters(model), "product": product, "train_seconds": seconds,
             "code_version": code_version, "compression": None, "device": env.device_name,

@@ -1,0 +1,109 @@
+"""What a config points at is checked before any job: the dataset root, starting weights."""
+
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from siblings.checkpoints import Start
+from siblings.config import ConfigError, validate
+from siblings.inputs import check_inputs
+from siblings.models import ModelSpec, create_model
+from siblings.stages.train import starting_model
+
+from test_config import SCHEMA, smoke
+
+
+def with_weights(tmp_path, value: str, arch: str = "resnet18", width: float = 0.25) -> dict:
+    cfg = smoke()
+    cfg["archs"] = {arch: {"width": width, "weights": {"full": value}}}
+    return validate(cfg, SCHEMA)
+
+
+def backbone_file(tmp_path, width: float = 0.25, classes: int = 10) -> str:
+    spec = ModelSpec("resnet18", 1, classes, 32, (0.5,), (0.5,), width=width)
+    path = tmp_path / f"resnet18-{width}-{classes}.safetensors"
+    save_file(create_model(spec).backbone.state_dict(), str(path))
+    return str(path)
+
+
+def test_a_missing_dataset_root_names_the_key_and_the_path(tmp_path):
+    cfg = smoke()
+    cfg["dataset"]["root"] = str(tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match=rf"dataset\.root.*{tmp_path / 'nowhere'}"):
+        check_inputs(validate(cfg, SCHEMA))
+
+
+def test_an_image_folder_needs_train_and_val_with_the_same_classes(tmp_path):
+    cfg = smoke()
+    cfg["dataset"] = {"name": "imagefolder", "root": str(tmp_path), "image_size": 64}
+    with pytest.raises(ConfigError, match="dataset 'imagefolder' not found"):
+        check_inputs(validate(cfg, SCHEMA))
+    for part in ("train", "val"):
+        for c in ("cat", "dog", "emu"):
+            (tmp_path / part / c).mkdir(parents=True)
+    shape = check_inputs(validate(cfg, SCHEMA))
+    assert (shape.channels, shape.classes, shape.side) == (3, 3, 64)
+
+
+def test_a_fitting_checkpoint_passes_and_loads_exactly(tmp_path):
+    path = backbone_file(tmp_path)
+    check_inputs(with_weights(tmp_path, path))
+    model = starting_model("resnet18", 0.25, {"channels": 1, "num_classes": 10,
+                                              "input_size": 32, "mean": [0.5], "std": [0.5]},
+                           Start.parse(path))
+    from safetensors.torch import load_file
+
+    stored = load_file(path)
+    assert all(torch.equal(v, stored[k]) for k, v in model.backbone.state_dict().items())
+
+
+@pytest.mark.parametrize("wrong,message", [
+    ("width", r"does not fit resnet18 \(width 0.25.*of another shape"),
+    ("classes", r"does not fit resnet18.*10 classes.*of another shape.*fc"),
+])
+def test_a_checkpoint_of_another_model_is_refused_naming_the_key(tmp_path, wrong, message):
+    path = backbone_file(tmp_path, width=0.5) if wrong == "width" else \
+        backbone_file(tmp_path, classes=7)
+    with pytest.raises(ConfigError, match=rf"archs\.resnet18\.weights\.full.*{message}"):
+        check_inputs(with_weights(tmp_path, path))
+
+
+def test_a_pickle_or_missing_checkpoint_is_refused(tmp_path):
+    pickled = tmp_path / "resnet18.pt"
+    pickled.write_bytes(pickle.dumps({"fc.weight": [1.0]}))
+    with pytest.raises(ConfigError, match=r"weights\.full.*not a safetensors file"):
+        check_inputs(with_weights(tmp_path, str(pickled)))
+    with pytest.raises(ConfigError, match=r"weights\.full.*does not exist"):
+        check_inputs(with_weights(tmp_path, str(tmp_path / "gone.safetensors")))
+
+
+def test_published_weights_are_refused_where_they_cannot_apply(tmp_path):
+    with pytest.raises(ConfigError, match=r"archs\.alexnet\.weights\.full.*rebuilt"):
+        check_inputs(with_weights(tmp_path, "pretrained", arch="alexnet", width=1.0))
+    with pytest.raises(ConfigError, match=r"width 1\.0 only, not 0\.25"):
+        check_inputs(with_weights(tmp_path, "pretrained"))
+    with pytest.raises(ConfigError, match=r"timm has no 'resnet18\.b9_in1k'; its tags: a1_in1k"):
+        check_inputs(with_weights(tmp_path, "pretrained:b9_in1k", width=1.0))
+    check_inputs(with_weights(tmp_path, "pretrained:tv_in1k", width=1.0))
+
+
+def test_zero_epochs_need_starting_weights_for_both_models(tmp_path):
+    cfg = with_weights(tmp_path, backbone_file(tmp_path))
+    cfg["archs"]["resnet18"]["epochs"] = 0
+    with pytest.raises(ConfigError, match=r"archs\.resnet18\.epochs.*leaves the independent"):
+        check_inputs(cfg)
+
+
+def test_unreachable_published_weights_say_what_to_do(monkeypatch):
+    import timm
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    meta = {"channels": 1, "num_classes": 10, "input_size": 32, "mean": [0.5], "std": [0.5]}
+    with pytest.raises(RuntimeError, match=r"could not fetch timm's published weights for "
+                                           r"resnet18.*archs\.resnet18\.weights"):
+        starting_model("resnet18", 1.0, meta, Start.parse("pretrained"))
