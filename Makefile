@@ -6,7 +6,7 @@ PROFILE := --workflow-profile workflow/profiles/default
 FMNIST_FILE := train-images-idx3-ubyte.gz
 CONFIG ?= config/config.yaml
 
-.PHONY: setup dataset bench test smoke dry-run-full clean
+.PHONY: setup dataset bench test test-slurm smoke dry-run-full clean
 
 setup: $(STAMP) dataset
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,cluster]'
 	touch $(STAMP)
 
 # Fashion-MNIST from Debian when we can install it; otherwise the data stage falls back
@@ -34,6 +34,11 @@ bench: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+# config/smoke.yaml through workflow/profiles/slurm on a one-node SLURM cluster it starts
+# (installing Debian's slurm and munge when root) and stops; see tests/slurm/check.py.
+test-slurm: setup
+	$(PY) tests/slurm/check.py
 
 smoke: setup
 	$(VENV)/bin/snakemake $(PROFILE) --configfile config/smoke.yaml

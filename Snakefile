@@ -24,6 +24,13 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/report.smk"
 
 
+# On a cluster these run on the submitting node: they only read and write tables.
+localrules:
+    all,
+    aggregate,
+    report,
+
+
 rule all:
     input:
         REPORT_FILES,

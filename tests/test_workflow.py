@@ -13,6 +13,12 @@ import yaml
 
 from conftest import ROOT, project_copy, snakemake
 
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
 EXPECTED_TYPES = {
     "dataset": "string", "arch": "string", "compression": "string", "defense": "string",
     "attack": "string", "source_role": "string", "eps": "double", "n_examples": "int64",
@@ -227,6 +233,14 @@ BAD_CONFIGS = {
     "non-numeric eps": ({"attacks": {"pgd": {"method": "pgd", "eps": ["big"]}}},
                         "'big' is not of type 'number'"),
     "unknown key": ({"trainn": {"epochs": 1}}, "'trainn' was unexpected"),
+    "dataset root": ({"dataset": {"name": "fashion-mnist", "root": "/nonexistent/fmnist"}},
+                     "config key 'dataset.root': /nonexistent/fmnist is not a folder"),
+    "pickle checkpoint": ({"archs": {"resnet18": {"width": 0.25,
+                                                  "weights": {"full": "config/smoke.yaml"}}}},
+                          "config key 'archs.resnet18.weights.full': refusing to load"),
+    "published weights that cannot fit": (
+        {"archs": {"resnet18": {"width": 0.25, "weights": {"independent": "pretrained"}}}},
+        "config key 'archs.resnet18.weights.independent': published weights fit width 1.0"),
 }
 
 
@@ -246,23 +260,80 @@ def test_bad_config_fails_before_any_job(tmp_path, case):
 def test_missing_dataset_fails_cleanly_and_lists_places(tmp_path):
     work = project_copy(tmp_path)
     cfg = yaml.safe_load((work / "config/smoke.yaml").read_text())
-    cfg["dataset"] = {"name": "cifar10", "root": str(tmp_path / "nowhere"), "download": False}
+    cfg["dataset"] = {"name": "cifar10", "root": str(tmp_path), "download": False}
     (work / "config/bad.yaml").write_text(yaml.safe_dump(cfg))
     result = snakemake(work, "--configfile", "config/bad.yaml")
     assert result.returncode != 0
     out = result.stdout + result.stderr
-    assert "dataset 'cifar10' not found" in out and str(tmp_path / "nowhere") in out
-    outputs = [p for p in (work / "results").rglob("*") if p.is_file() and "logs" not in p.parts]
-    assert outputs == []
+    assert "dataset 'cifar10' not found" in out and str(tmp_path / "cifar-10-batches-bin") in out
+    assert not (work / "results").exists()  # refused before any job
 
 
-def test_full_config_plans_all_nineteen_architectures(tmp_path):
+@pytest.mark.skipif(torch_cuda(), reason="a CUDA device is visible here: 'cuda' is valid")
+def test_cuda_where_none_is_visible_fails_before_any_job(tmp_path):
     work = project_copy(tmp_path)
-    jobs = planned_jobs(snakemake(work, "-n", "--configfile", "config/full.yaml"))
-    cfg = yaml.safe_load((work / "config/full.yaml").read_text())
-    assert len(cfg["archs"]) == 19
-    assert jobs["train"] == 2 * 19
-    assert jobs["compress"] == 19 * len(cfg["compressions"])
+    cfg = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    (work / "config/bad.yaml").write_text(yaml.safe_dump({**cfg, "device": "cuda"}))
+    result = snakemake(work, "--configfile", "config/bad.yaml")
+    assert result.returncode != 0
+    assert "config key 'device': 'cuda' was asked for" in result.stdout + result.stderr
+    assert not (work / "results").exists()
+
+
+def dummy_dataset_root(kind: str, folder: Path) -> Path:
+    """An empty stand-in a planner accepts: CIFAR-10's binary files, or an image folder."""
+    if kind == "cifar10":
+        bins = folder / "cifar-10-batches-bin"
+        bins.mkdir(parents=True)
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            (bins / f"{name}.bin").touch()
+    else:
+        for part in ("train", "val"):
+            for c in range(1000):
+                (folder / part / f"n{c:08d}").mkdir(parents=True)
+    return folder
+
+
+def planned_pairs(result, rule: str) -> set[tuple[str, str]]:
+    """(arch, compression) of every planned job of ``rule`` in a dry run's job listing."""
+    jobs = re.findall(rf"rule {rule}:\n(?:    .*\n)*?    wildcards: arch=([\w.-]+), "
+                      rf"compression=([\w.-]+)", result.stdout + result.stderr)
+    return set(jobs)
+
+
+@pytest.mark.parametrize("name", ["full", "cifar10", "imagenet", "zoo"])
+def test_paper_scale_configs_plan_nineteen_architectures_quickly_and_only_supported_pairs(
+        tmp_path, name):
+    from siblings.config import validate
+    from siblings.support import Support
+
+    work = project_copy(tmp_path)
+    cfg = yaml.safe_load((work / f"config/{name}.yaml").read_text())
+    if cfg["dataset"]["name"] != "fashion-mnist":
+        cfg["dataset"]["root"] = str(dummy_dataset_root(cfg["dataset"]["name"], tmp_path / "data"))
+    (work / "config/planned.yaml").write_text(yaml.safe_dump(cfg))
+    start = time.time()
+    result = snakemake(work, "-n", "--configfile", "config/planned.yaml")
+    seconds = time.time() - start
+    jobs = planned_jobs(result)
+    assert len(cfg["archs"]) == 19 and jobs["train"] == 2 * 19 and jobs["similarity"] == 19
     assert jobs["attack"] == expected_attack_jobs(cfg)
-    assert jobs["defend"] == 19 * sum(len(d["siblings"]) for d in cfg["defenses"].values())
-    assert jobs["similarity"] == 19
+    support = Support(validate(cfg, ROOT / "workflow/schemas/config.schema.yaml"))
+    compressed = planned_pairs(result, "compress")
+    assert len(compressed) == jobs["compress"]
+    assert all(support.ok(arch, "compression", c) for arch, c in compressed)
+    assert jobs["compress"] == sum(support.ok(a, "compression", c) for a in cfg["archs"]
+                                   for c in cfg["compressions"])
+    assert seconds < 10, f"planning {name} took {seconds:.1f} s"
+
+
+def test_a_pair_an_architecture_rules_out_is_left_out_of_the_plan(tmp_path):
+    work = project_copy(tmp_path)
+    with open(work / "src/siblings/models.py", "a") as f:
+        f.write("\nARCHITECTURES._items['resnet18'] = replace(ARCHITECTURES.get('resnet18'), "
+                "unsupported={'channel_pruning': 'a test says so'})\n")
+    result = snakemake(work, "-n", "--configfile", "config/smoke.yaml")
+    pairs = planned_pairs(result, "compress")
+    assert ("resnet18", "ptq-w8a8") in pairs and ("resnet18", "prune-s50") not in pairs
+    assert ("left out of the plan: resnet18 x compression prune-s50: resnet18 has no "
+            "channel_pruning") in result.stderr

@@ -2,13 +2,14 @@
 
 Snakemake reruns a job when its params change but never looks inside an imported
 package, so each rule's params carry ``code_hash(stage)``: a hash of the stage's module
-(``siblings/stages/<stage>.py``) and of every ``siblings`` module it imports, transitively. Editing attack code thus
-reruns attacks, not training.
+(``siblings/stages/<stage>.py``) and of every ``siblings`` module it imports,
+transitively. Editing attack code thus reruns attacks, not training.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import subprocess
@@ -20,10 +21,15 @@ SRC = Path(__file__).resolve().parent
 TRACKED_PACKAGES = ("torch", "torchvision", "timm", "numpy", "pandas", "pyarrow", "snakemake")
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path) -> frozenset[str]:
     """Dotted names (relative to the package) of the ``siblings`` modules, subpackages
     included, that the file at ``path`` imports; a name imported from a module may be a
     submodule, so it is listed too and dropped later if no such file exists."""
+    return _parsed_imports(path, path.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)  # every rule's hash walks the same modules at plan time
+def _parsed_imports(path: Path, mtime_ns: int) -> frozenset[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -35,7 +41,7 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.Import):
             found.update(a.name.split(".", 1)[1] for a in node.names
                          if a.name.startswith(PACKAGE + "."))
-    return found
+    return frozenset(found)
 
 
 def _module_file(name: str, src: Path) -> Path | None:

@@ -1,4 +1,5 @@
-"""Training: seeded minibatches, the one-cycle optimiser and the fit loop every stage that trains uses."""
+"""Training: seeded minibatches, the one-cycle optimiser and the fit loop that every stage
+which trains a model uses."""
 
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ rule aggregate:
         config=f"results/{NAME}/config.yaml",
     log:
         f"{LOGS}/aggregate.log",
+    benchmark:
+        f"{BENCHMARKS}/aggregate.tsv",
     params:
         roles=list(MODEL_SIDECARS),
         config=config,

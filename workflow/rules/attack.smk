@@ -7,12 +7,16 @@ rule attack:
         table=ATTACK,
     log:
         f"{LOGS}/attack/{{arch}}-{{attack}}-{{role}}.log",
+    benchmark:
+        f"{BENCHMARKS}/attack/{{arch}}-{{attack}}-{{role}}.tsv",
     params:
         cfg=lambda w: config["attacks"][w.attack],
         sources=attack_sources,
         device=config["device"],
         code=code_hash("attack"),
     threads: config["threads"]["attack"]
+    resources:
+        gpu=GPUS,
     conda:
         CONDA_ENV
     script:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from siblings.roles import NO_SOURCE, SOURCE_ROLES, defended_id
 from siblings.attacks import ATTACKS as ATTACK_METHODS
+from siblings.checkpoints import Start
 from siblings.config import validate
 from siblings.device import check_available
+from siblings.inputs import check_inputs
 from siblings.provenance import code_hash, config_hash
 from siblings.support import Support
 
@@ -19,6 +21,8 @@ config.update(_valid)
 # job; a cluster executor's jobs check on their own nodes.
 if workflow.local_exec:
     check_available(config["device"])
+# The dataset's root and every starting checkpoint exist and fit, before any job.
+check_inputs(config)
 
 NAME = config["name"]
 DATASET = config["dataset"]["name"]
@@ -37,10 +41,13 @@ SEED_FULL = config["seeds"]["full"]
 SEED_INDEPENDENT = config["seeds"]["independent"]
 
 # Used only under `--sdm conda` (clusters); locally jobs run in the invoking venv.
-CONDA_ENV = "../../envs/cpu.yaml"
+CONDA_ENV = "../../envs/cuda.yaml" if config["device"] == "cuda" else "../../envs/cpu.yaml"
+# GPUs each compute job asks a cluster for (locally only a counter).
+GPUS = 1 if config["device"] == "cuda" else 0
 
 RESULTS = f"results/{NAME}/{DATASET}"
 LOGS = f"results/{NAME}/logs"
+BENCHMARKS = f"results/{NAME}/benchmarks"  # per job: wall time, memory (Snakemake's benchmark:)
 DATA = f"{RESULTS}/data.safetensors"
 FULL = f"{RESULTS}/models/{{arch}}/full/seed{{seed}}.safetensors"
 SIBLING = f"{RESULTS}/models/{{arch}}/sibling/{{compression}}.safetensors"
@@ -147,6 +154,18 @@ def attack_sources(wildcards):
 
 def source_models(wildcards):
     return [s["path"] for s in attack_sources(wildcards) if s["path"]]
+
+
+def start_of(arch, seed):
+    """The starting weights (archs.<arch>.weights) of the full or the independent model."""
+    role = "full" if int(seed) == SEED_FULL else "independent"
+    return config["archs"][arch].get("weights", {}).get(role)
+
+
+def start_files(wildcards):
+    """A starting checkpoint is an input of its training job: replacing it retrains."""
+    start = Start.parse(start_of(wildcards.arch, wildcards.seed))
+    return [str(start.path)] if start.path else []
 
 
 def train_params(arch):

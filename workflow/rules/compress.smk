@@ -7,12 +7,16 @@ rule compress:
         meta=sidecar(SIBLING),
     log:
         f"{LOGS}/compress/{{arch}}-{{compression}}.log",
+    benchmark:
+        f"{BENCHMARKS}/compress/{{arch}}-{{compression}}.tsv",
     params:
         cfg=lambda w: config["compressions"][w.compression],
         seed=SEED_FULL,
         device=config["device"],
         code=code_hash("compress"),
     threads: config["threads"]["compress"]
+    resources:
+        gpu=GPUS,
     priority: 1  # long jobs first, so short attack jobs fill the tail of the run
     conda:
         CONDA_ENV

@@ -4,6 +4,8 @@ rule data:
         meta=sidecar(DATA),
     log:
         f"{LOGS}/data.log",
+    benchmark:
+        f"{BENCHMARKS}/data.tsv",
     params:
         cfg=config["dataset"],
         code=code_hash("data"),

@@ -8,12 +8,16 @@ rule defend:
         meta=sidecar(DEFENDED),
     log:
         f"{LOGS}/defend/{{arch}}-{{compression}}+{{defense}}.log",
+    benchmark:
+        f"{BENCHMARKS}/defend/{{arch}}-{{compression}}+{{defense}}.tsv",
     params:
         cfg=lambda w: config["defenses"][w.defense],
         seed=SEED_FULL,
         device=config["device"],
         code=code_hash("defend"),
     threads: config["threads"]["defend"]
+    resources:
+        gpu=GPUS,
     priority: 1  # long jobs first, so short attack jobs fill the tail of the run
     conda:
         CONDA_ENV

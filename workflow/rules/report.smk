@@ -38,6 +38,8 @@ rule report:
         summary=f"reports/{NAME}/summary.md",
     log:
         f"{LOGS}/report.log",
+    benchmark:
+        f"{BENCHMARKS}/report.tsv",
     params:
         code=code_hash("report"),
     conda:

@@ -7,12 +7,16 @@ rule similarity:
         table=SIMILARITY,
     log:
         f"{LOGS}/similarity/{{arch}}.log",
+    benchmark:
+        f"{BENCHMARKS}/similarity/{{arch}}.tsv",
     params:
         sources=lambda w: similarity_sources(w.arch),
         cfg=config["similarity"],
         device=config["device"],
         code=code_hash("similarity"),
     threads: config["threads"]["attack"]
+    resources:
+        gpu=GPUS,
     conda:
         CONDA_ENV
     script:

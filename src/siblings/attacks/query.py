@@ -245,7 +245,7 @@ class Square(QueryAttack):
             top = torch.randint(0, h - side + 1, (len(idx), 1, 1, 1), generator=g).to(x.device)
             left = torch.randint(0, w - side + 1, (len(idx), 1, 1, 1), generator=g).to(x.device)
             window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
-            signs = torch.randint(0, 2, (len(idx), c, 1, 1), generator=g).to(x.device).float() * 2 - 1
+            signs = torch.randint(0, 2, (len(idx), c, 1, 1), generator=g).to(x.device) * 2.0 - 1
             corner = (x[idx] + budget.eps * signs).clamp(0, 1)
             proposal = torch.where(window, corner, run.x_adv[idx])
             loss, ok = self._margin(box, proposal, idx, y[idx])
