@@ -209,3 +209,12 @@ def test_readme_attack_example_registers_and_runs(trained, images):
         assert (result.x_adv - x).abs().max() <= 0.2 + 1e-6
     finally:
         ATTACKS._items.pop("pgd-margin", None)
+
+
+def test_long_query_attacks_say_how_far_they_are(trained, images, monkeypatch, caplog):
+    monkeypatch.setattr("siblings.attacks.query.PROGRESS_SECONDS", 0.0)
+    x, y = images
+    with caplog.at_level("INFO", logger="siblings"):
+        make("rgf")(None, trained, x[:4], y[:4], budget("rgf", 0.05, queries=60))
+    assert any("RGF iteration" in r.message and "images fooled" in r.message
+               for r in caplog.records)

@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from siblings.attacks.base import ATTACKS, Attack, AttackResult, Budget
 from siblings.engine import predict
@@ -52,8 +53,10 @@ def target_classes(y: torch.Tensor, num_classes: int, seed: int) -> torch.Tensor
 def run_batched(attack: Attack, source: torch.nn.Module | None, target: torch.nn.Module,
                 x: torch.Tensor, y: torch.Tensor, budget: Budget, batch_size: int) -> AttackResult:
     """``attack`` over ``x`` in batches; the per-image results concatenated."""
+    starts = tqdm(range(0, len(y), batch_size), desc=f"{type(attack).__name__} batches",
+                  mininterval=30, leave=False)
     parts = [attack(source, target, x[i:i + batch_size], y[i:i + batch_size], budget)
-             for i in range(0, len(y), batch_size)]
+             for i in starts]
     lambdas = [v for p in parts for v in p.trace.get("lambda", [])]
     return AttackResult(
         torch.cat([p.x_adv for p in parts]), torch.cat([p.success for p in parts]),

@@ -10,7 +10,8 @@ losses saturate.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -18,6 +19,9 @@ from torch import nn
 from siblings.attacks.base import (ATTACKS, NORMS, Attack, AttackResult, BlackBox, Budget,
                                    fooled)
 from siblings.gradients import margin
+from siblings.logs import log
+
+PROGRESS_SECONDS = 30
 
 
 def _unit(t: torch.Tensor) -> torch.Tensor:
@@ -49,6 +53,7 @@ class _Run:
     loss: torch.Tensor     # margin at x_adv (lower = closer to success); the attack lowers it
     success: torch.Tensor
     active: torch.Tensor   # bool: neither fooled yet nor out of budget
+    logged_at: float = field(default_factory=time.monotonic)  # last progress line
 
 
 @dataclass
@@ -61,6 +66,11 @@ class QueryAttack(Attack):
     is_query = True
 
     def _going(self, run: _Run, budget: Budget, iteration: int) -> bool:
+        if time.monotonic() - run.logged_at > PROGRESS_SECONDS:  # long runs say how far
+            run.logged_at = time.monotonic()
+            log.info("%s iteration %d: %d of %d images fooled, %d still active",
+                     type(self).__name__, iteration, int(run.success.sum()), len(run.y),
+                     int(run.active.sum()))
         return (budget.eps > 0 and bool(run.active.any())
                 and (self.max_iterations is None or iteration < self.max_iterations))
 
