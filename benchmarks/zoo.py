@@ -23,12 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results/zoo"
 
 
-def source_of(arch: str) -> str:
-    """The factory library an architecture comes from, read off its docstring."""
-    doc = ARCHITECTURES.get(arch).__doc__ or ""
-    return "torchvision" if "torchvision" in doc else "timm"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", default=str(ROOT / "config/full.yaml"))
@@ -52,12 +46,14 @@ def main() -> None:
             train.run(str(data_path), str(out), arch, width, 0, params, code_hash("train"),
                       log_file=str(OUT / f"{arch}.log"), threads=args.threads)
         meta = read_json(out.with_suffix(".json"))
-        rows.append(f"| {arch} | {source_of(arch)} | {width:g} | {meta['parameters'] / 1e6:.2f}M "
+        entry = ARCHITECTURES.get(arch)
+        rows.append(f"| {arch} | {entry.family} | {entry.library} | {width:g} "
+                    f"| {meta['parameters'] / 1e6:.2f}M "
                     f"| {meta['test_accuracy']:.2f} | {params['epochs']:g} "
                     f"| {meta['train_seconds']:.0f} |")
         print(rows[-1], flush=True)
-    print("\n| architecture | factory | width | parameters | test acc. (%) | epochs | train s |"
-          "\n|---|---|---|---|---|---|---|")
+    print("\n| architecture | family | factory | width | parameters | test acc. (%) | epochs "
+          "| train s |\n|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
 
 

@@ -116,3 +116,15 @@ def test_key_order_does_not_change_the_validated_config():
     raw = smoke()
     shuffled = {k: raw[k] for k in reversed(list(raw))}
     assert repr(validate(shuffled, SCHEMA)) == repr(validate(raw, SCHEMA))
+
+
+def test_a_width_on_an_architecture_without_a_knob_is_refused(monkeypatch):
+    from dataclasses import replace
+
+    from siblings.models import ARCHITECTURES
+
+    monkeypatch.setitem(ARCHITECTURES._items, "resnet18",
+                        replace(ARCHITECTURES.get("resnet18"), unsupported={"width": "fixed"}))
+    with pytest.raises(ConfigError, match=r"archs\.resnet18\.width': resnet18 has no width "
+                                          r"knob \(fixed\); use 1\.0"):
+        validate(smoke(), SCHEMA)

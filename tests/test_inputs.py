@@ -107,3 +107,12 @@ def test_unreachable_published_weights_say_what_to_do(monkeypatch):
     with pytest.raises(RuntimeError, match=r"could not fetch timm's published weights for "
                                            r"resnet18.*archs\.resnet18\.weights"):
         starting_model("resnet18", 1.0, meta, Start.parse("pretrained"))
+
+
+def test_untrained_published_weights_must_fit_the_dataset_classes(tmp_path):
+    cfg = with_weights(tmp_path, "pretrained:tv_in1k", width=1.0)
+    cfg["archs"]["resnet18"].update(epochs=0, weights={"full": "pretrained:tv_in1k",
+                                                       "independent": "pretrained:a1_in1k"})
+    with pytest.raises(ConfigError, match=r"'resnet18\.tv_in1k' classifies 1000 classes and the "
+                                          r"dataset has 10; with 0 epochs"):
+        check_inputs(cfg)

@@ -52,7 +52,7 @@ def test_pretrained_is_refused_where_declared_unsupported():
     assert "rebuilt" in ARCHITECTURES.get("alexnet").why_not("pretrained")
     with pytest.raises(ValueError, match="no pretrained weights for 'alexnet'.*rebuilt"):
         create_model(ModelSpec("alexnet", 1, 10, 32, (0.5,), (0.5,), width=1.0, pretrained=True))
-    with pytest.raises(ValueError, match="published weights fit width 1.0 only"):
+    with pytest.raises(ValueError, match="no pretrained weights for .resnet18.: they fit width 1.0"):
         create_model(ModelSpec("resnet18", 1, 10, 32, (0.5,), (0.5,), width=0.5, pretrained=True))
 
 

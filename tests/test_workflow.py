@@ -240,7 +240,8 @@ BAD_CONFIGS = {
                           "config key 'archs.resnet18.weights.full': refusing to load"),
     "published weights that cannot fit": (
         {"archs": {"resnet18": {"width": 0.25, "weights": {"independent": "pretrained"}}}},
-        "config key 'archs.resnet18.weights.independent': published weights fit width 1.0"),
+        "config key 'archs.resnet18.weights.independent': resnet18 cannot start from "
+        "published weights: they fit width 1.0 only, not 0.25"),
 }
 
 
@@ -331,9 +332,17 @@ def test_a_pair_an_architecture_rules_out_is_left_out_of_the_plan(tmp_path):
     work = project_copy(tmp_path)
     with open(work / "src/siblings/models.py", "a") as f:
         f.write("\nARCHITECTURES._items['resnet18'] = replace(ARCHITECTURES.get('resnet18'), "
-                "unsupported={'channel_pruning': 'a test says so'})\n")
-    result = snakemake(work, "-n", "--configfile", "config/smoke.yaml")
-    pairs = planned_pairs(result, "compress")
-    assert ("resnet18", "ptq-w8a8") in pairs and ("resnet18", "prune-s50") not in pairs
-    assert ("left out of the plan: resnet18 x compression prune-s50: resnet18 has no "
-            "channel_pruning") in result.stderr
+                "unsupported={'channel_pruning': 'a test says so', 'width': 'no knob here', "
+                "'double_backward': 'none either'})\n")
+    cfg = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    cfg["archs"]["resnet18"]["width"] = 1.0  # without a width knob, only 1.0 is valid
+    (work / "config/unsupported.yaml").write_text(yaml.safe_dump(cfg))
+    result = snakemake(work, "-n", "--configfile", "config/unsupported.yaml")
+    jobs = planned_jobs(result)
+    assert planned_pairs(result, "compress") == {("resnet18", "ptq-w8a8"),
+                                                 ("resnet18", "prune-u80")}
+    assert "defend" not in jobs and "extract" not in jobs
+    for left_out in ("compression prune-s50: resnet18 has no channel_pruning",
+                     "compression kd-narrow: resnet18 has no width",
+                     "defense unpair-l5: resnet18 has no double_backward"):
+        assert f"left out of the plan: resnet18 x {left_out}" in result.stderr

@@ -100,16 +100,17 @@ def _root_exists(root: str | None) -> None:
                                    "a folder")
 
 
-def _fixed_shape(channels: int, classes: int, side: int
-                 ) -> Callable[[str | None, bool, int | None], DataShape]:
-    def shape(root: str | None, download: bool, image_size: int | None) -> DataShape:
-        _root_exists(root)
-        if image_size not in (None, side):
-            raise DatasetNotFoundError(f"config key 'dataset.image_size': this dataset's images "
-                                       f"are {side} px and are not resized; leave it unset")
-        return DataShape(channels, classes, side)
+def _native_size(side: int, image_size: int | None) -> None:
+    if image_size not in (None, side):
+        raise DatasetNotFoundError(f"config key 'dataset.image_size': this dataset's images "
+                                   f"are {side} px and are not resized; leave it unset")
 
-    return shape
+
+def _fashion_mnist_shape(root: str | None, download: bool, image_size: int | None) -> DataShape:
+    """A named root must exist: downloads go to ``$SIBLINGS_DATA``, never to it."""
+    _root_exists(root)
+    _native_size(28, image_size)
+    return DataShape(1, 10, 28)
 
 
 def fashion_mnist(root: str | None, download: bool, image_size: int | None) -> RawDataset:
@@ -135,7 +136,7 @@ def fashion_mnist(root: str | None, download: bool, image_size: int | None) -> R
     )
 
 
-DATASETS.register("fashion-mnist")(Dataset(fashion_mnist, _fixed_shape(1, 10, 28)))
+DATASETS.register("fashion-mnist")(Dataset(fashion_mnist, _fashion_mnist_shape))
 
 
 def _downloaded(home: Path) -> Path:
@@ -180,10 +181,13 @@ def _cifar10_missing(folder: Path) -> DatasetNotFoundError:
 
 
 def _cifar10_shape(root: str | None, download: bool, image_size: int | None) -> DataShape:
-    _fixed_shape(3, 10, 32)(root, download, image_size)
+    """With ``download`` the root is where the archive goes; without, it must hold it."""
+    _native_size(32, image_size)
     folder, train_files, test_file = _cifar10_files(root)
-    if not download and not all(f.is_file() for f in [*train_files, test_file]):
-        raise _cifar10_missing(folder)
+    if not download:
+        _root_exists(root)
+        if not all(f.is_file() for f in [*train_files, test_file]):
+            raise _cifar10_missing(folder)
     return DataShape(3, 10, 32)
 
 

@@ -11,6 +11,7 @@ loses more accuracy than ``tolerance`` points is marked failed, not used silentl
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,7 +21,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from siblings.data import Splits
-from siblings.gradients import input_gradient
+from siblings.gradients import input_gradient, twice_differentiable
 from siblings.logs import log
 from siblings.models import SiblingNet
 from siblings.registry import Registry
@@ -94,29 +95,31 @@ def unpair(model: SiblingNet, job: DefenseJob) -> dict:
     penalised = p["lam"] > 0 or p["smoothness"] > 0
     model.eval()
     history = []
-    bar = tqdm(batches, desc=f"unpair lam={p['lam']}", mininterval=5.0)
-    for step, idx in enumerate(bar):
-        logged = step % 25 == 0 or step == len(batches) - 1
-        if penalised or logged:
-            sub = idx[:p["penalty_batch"]]
-            _, g_full = input_gradient(job.full, x[sub], y[sub])
-            _, g_sib = input_gradient(model, x[sub], y[sub], create_graph=penalised)
-            cos = F.cosine_similarity(g_sib, g_full)
-        ce = F.cross_entropy(model(x[idx]), y[idx])
-        loss = ce + (p["lam"] * form(cos).mean() + p["smoothness"] * g_sib.norm(dim=1).mean()
-                     if penalised else 0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        with torch.no_grad():
-            for weight, keep in masks:
-                weight.mul_(keep)
-        if logged:
-            history.append({"step": step, "ce": round(float(ce.detach()), 4),
-                            "cosine": round(float(cos.detach().mean()), 4),
-                            "grad_norm": round(float(g_sib.detach().norm(dim=1).mean()), 4)})
-            log.info("step %d: %s", step, history[-1])
+    # Only a penalised run differentiates input gradients again.
+    with twice_differentiable(model) if penalised else nullcontext():
+        bar = tqdm(batches, desc=f"unpair lam={p['lam']}", mininterval=5.0)
+        for step, idx in enumerate(bar):
+            logged = step % 25 == 0 or step == len(batches) - 1
+            if penalised or logged:
+                sub = idx[:p["penalty_batch"]]
+                _, g_full = input_gradient(job.full, x[sub], y[sub])
+                _, g_sib = input_gradient(model, x[sub], y[sub], create_graph=penalised)
+                cos = F.cosine_similarity(g_sib, g_full)
+            ce = F.cross_entropy(model(x[idx]), y[idx])
+            loss = ce + (p["lam"] * form(cos).mean() + p["smoothness"] * g_sib.norm(dim=1).mean()
+                         if penalised else 0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                for weight, keep in masks:
+                    weight.mul_(keep)
+            if logged:
+                history.append({"step": step, "ce": round(float(ce.detach()), 4),
+                                "cosine": round(float(cos.detach().mean()), 4),
+                                "grad_norm": round(float(g_sib.detach().norm(dim=1).mean()), 4)})
+                log.info("step %d: %s", step, history[-1])
     return {"history": history, "steps": len(batches), "masked_weights": len(masks)}
 
 

@@ -18,6 +18,11 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 500) -> torch.T
     return logits(model, x, batch_size).argmax(1)
 
 
+def percent_equal(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Share of equal entries, in percent: accuracy against labels, agreement of predictions."""
+    return 100.0 * (a == b).float().mean().item()
+
+
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy in percent."""
-    return 100.0 * (predict(model, x, batch_size) == y).float().mean().item()
+    return percent_equal(predict(model, x, batch_size), y)

@@ -13,17 +13,27 @@ from siblings.models import ARCHITECTURES, ModelSpec
 ROLES = ("full", "independent")
 
 
-def _published_tag_problem(arch: str, tag: str) -> str | None:
-    """A timm tag the architecture's published model does not have (checked offline)."""
+def _published_problem(arch: str, tag: str | bool, classes: int, trained: bool) -> str | None:
+    """A timm tag the architecture's published model lacks, or published weights left
+    untrained whose classifier does not fit the dataset's classes (timm would replace it
+    with a random one). Checked offline, from timm's registry."""
     import timm
+    from timm.models import get_pretrained_cfg
 
     published = ARCHITECTURES.get(arch).published
     tags = [n.split(".", 1)[1] for n in timm.list_pretrained(f"{published}.*")]
-    return None if tag in tags else (f"timm has no '{published}.{tag}'; its tags: "
-                                     f"{', '.join(tags) or 'none'}")
+    if isinstance(tag, str) and tag not in tags:
+        return f"timm has no '{published}.{tag}'; its tags: {', '.join(tags) or 'none'}"
+    name = f"{published}.{tag}" if isinstance(tag, str) else published
+    published_classes = get_pretrained_cfg(name).num_classes
+    if not trained and published_classes != classes:
+        return (f"'{name}' classifies {published_classes} classes and the dataset has "
+                f"{classes}; with 0 epochs its classifier would stay random (train it)")
+    return None
 
 
-def _start_problem(arch: str, knobs: dict, value: str, shape: DataShape) -> str | None:
+def _start_problem(arch: str, knobs: dict, epochs: float, value: str,
+                   shape: DataShape) -> str | None:
     start = Start.parse(value)
     if start.path is not None:
         spec = ModelSpec(arch, shape.channels, shape.classes, model_input_size(shape),
@@ -33,14 +43,10 @@ def _start_problem(arch: str, knobs: dict, value: str, shape: DataShape) -> str 
         except CheckpointError as err:
             return str(err)
         return None
-    why = ARCHITECTURES.get(arch).why_not("pretrained")
-    if why:
-        return f"{arch} cannot take published weights: {why}"
-    if knobs["width"] != 1.0:
-        return f"published weights fit width 1.0 only, not {knobs['width']:g}"
-    if isinstance(start.pretrained, str):
-        return _published_tag_problem(arch, start.pretrained)
-    return None
+    problem = ARCHITECTURES.get(arch).pretrained_problem(knobs["width"])
+    if problem:
+        return f"{arch} cannot start from published weights: {problem}"
+    return _published_problem(arch, start.pretrained, shape.classes, epochs > 0)
 
 
 def check_inputs(config: dict) -> DataShape:
@@ -53,12 +59,13 @@ def check_inputs(config: dict) -> DataShape:
         raise ConfigError(f"invalid config:\n  {err}") from err
     problems = []
     for arch, knobs in config["archs"].items():
+        epochs = knobs.get("epochs", config["train"]["epochs"])
         for role, value in knobs.get("weights", {}).items():
-            problem = _start_problem(arch, knobs, value, shape)
+            problem = _start_problem(arch, knobs, epochs, value, shape)
             if problem:
                 problems.append(f"config key 'archs.{arch}.weights.{role}': {problem}")
         untrained = [r for r in ROLES if r not in knobs.get("weights", {})]
-        if knobs.get("epochs", config["train"]["epochs"]) == 0 and untrained:
+        if epochs == 0 and untrained:
             problems.append(f"config key 'archs.{arch}.epochs': 0 epochs leaves the "
                             f"{' and '.join(untrained)} model random; give it starting "
                             f"weights (archs.{arch}.weights)")

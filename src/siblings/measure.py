@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
-from siblings.engine import predict
+from siblings.engine import percent_equal, predict
 
 LATENCY_REPEATS = 50
 
@@ -71,8 +71,8 @@ def measure(deployment: Deployment, x_test: torch.Tensor, y_test: torch.Tensor,
     if deployment.model is None:
         return row
     pred = predict(deployment.model, x_test)
-    row["deployed_accuracy"] = 100.0 * (pred == y_test).float().mean().item()
+    row["deployed_accuracy"] = percent_equal(pred, y_test)
     if reference is not None:
-        row["deployed_agreement"] = 100.0 * (pred == reference).float().mean().item()
+        row["deployed_agreement"] = percent_equal(pred, reference)
     row["latency_ms"] = latency_ms(deployment.model, x_test)
     return row

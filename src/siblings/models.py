@@ -54,6 +54,12 @@ class Architecture:
             raise KeyError(f"unknown capability '{capability}'; known: {', '.join(CAPABILITIES)}")
         return self.unsupported.get(capability)
 
+    def pretrained_problem(self, width: float) -> str | None:
+        """Why published weights cannot start this architecture at ``width`` (None: they can)."""
+        if self.why_not("pretrained"):
+            return self.why_not("pretrained")
+        return None if width == 1.0 else f"they fit width 1.0 only, not {width:g}"
+
 
 ARCHITECTURES: Registry[Architecture] = Registry("architecture")
 
@@ -138,9 +144,9 @@ def create_model(spec: ModelSpec, initialise: bool = True) -> SiblingNet:
     entry = ARCHITECTURES.get(spec.arch)
     if spec.width <= 0:
         raise ValueError(f"width for '{spec.arch}' must be > 0, got {spec.width}")
-    if spec.pretrained and (entry.why_not("pretrained") or spec.width != 1.0):
-        raise ValueError(f"no pretrained weights for '{spec.arch}' at width {spec.width}: "
-                         f"{entry.why_not('pretrained') or 'published weights fit width 1.0 only'}")
+    problem = entry.pretrained_problem(spec.width) if spec.pretrained else None
+    if problem:
+        raise ValueError(f"no pretrained weights for '{spec.arch}': {problem}")
 
     def build() -> nn.Module:
         return entry.factory(in_chans=spec.in_chans, num_classes=spec.num_classes,
@@ -211,8 +217,10 @@ def _plain_linears(model: nn.Module) -> nn.Module:
     for parent in list(model.modules()):
         for name, child in parent.named_children():
             if isinstance(child, nn.Linear) and type(child) is not nn.Linear:
+                # Built on the meta device: a real one would draw an init from the global
+                # generator and shift every later random draw of the run.
                 plain = nn.Linear(child.in_features, child.out_features, child.bias is not None,
-                                  device=child.weight.device)
+                                  device="meta")
                 plain.weight, plain.bias = child.weight, child.bias
                 setattr(parent, name, plain)
     return model
@@ -339,28 +347,18 @@ def densenet121(in_chans: int, num_classes: int, width: float, pretrained: bool 
 
 # --- mobile convolutional nets --------------------------------------------------------
 
-def _efficientnet(width: float, kwargs: dict) -> nn.Module:
-    from timm.models.efficientnet import _gen_efficientnet
+def _timm_generator(module: str, function: str, variant: str, knob: str = "channel_multiplier"
+                    ) -> Callable[[float, dict], nn.Module]:
+    """The generator behind a timm entry point (``timm.models.<module>.<function>``), which
+    takes the width multiplier the entry point fixes."""
 
-    return _gen_efficientnet("efficientnet_b0", channel_multiplier=width, **kwargs)
+    def build(width: float, kwargs: dict) -> nn.Module:
+        import importlib
 
+        generator = getattr(importlib.import_module(f"timm.models.{module}"), function)
+        return generator(variant, **{knob: width}, **kwargs)
 
-def _mobilenetv3(width: float, kwargs: dict) -> nn.Module:
-    from timm.models.mobilenetv3 import _gen_mobilenet_v3
-
-    return _gen_mobilenet_v3("mobilenetv3_small_100", channel_multiplier=width, **kwargs)
-
-
-def _mnasnet(width: float, kwargs: dict) -> nn.Module:
-    from timm.models.efficientnet import _gen_mnasnet_b1
-
-    return _gen_mnasnet_b1("mnasnet_100", channel_multiplier=width, **kwargs)
-
-
-def _ghostnet(width: float, kwargs: dict) -> nn.Module:
-    from timm.models.ghostnet import _create_ghostnet
-
-    return _create_ghostnet("ghostnet_100", width=width, **kwargs)
+    return build
 
 
 def _regnetx(width: float, kwargs: dict) -> nn.Module:
@@ -373,15 +371,19 @@ def _regnetx(width: float, kwargs: dict) -> nn.Module:
 
 
 architecture("efficientnet_b0", "timm", "EfficientNet", published="efficientnet_b0")(
-    _timm_multiplied("efficientnet_b0", _efficientnet))
+    _timm_multiplied("efficientnet_b0",
+                     _timm_generator("efficientnet", "_gen_efficientnet", "efficientnet_b0")))
 architecture("mobilenetv3_small", "timm", "MobileNetV3", published="mobilenetv3_small_100")(
-    _timm_multiplied("mobilenetv3_small_100", _mobilenetv3))
+    _timm_multiplied("mobilenetv3_small_100", _timm_generator(
+        "mobilenetv3", "_gen_mobilenet_v3", "mobilenetv3_small_100")))
 architecture("mnasnet", "timm", "MnasNet (NAS)", published="mnasnet_100")(
-    _timm_multiplied("mnasnet_100", _mnasnet))
+    _timm_multiplied("mnasnet_100",
+                     _timm_generator("efficientnet", "_gen_mnasnet_b1", "mnasnet_100")))
 architecture("regnetx_002", "timm", "RegNet", published="regnetx_002")(
     _timm_multiplied("regnetx_002", _regnetx))
 architecture("ghostnet", "timm", "GhostNet", published="ghostnet_100")(
-    _timm_multiplied("ghostnet_100", _ghostnet))
+    _timm_multiplied("ghostnet_100",
+                     _timm_generator("ghostnet", "_create_ghostnet", "ghostnet_100", "width")))
 
 
 @architecture("shufflenetv2", "torchvision", "ShuffleNet", pretrained=STEM_REBUILT,
@@ -410,12 +412,13 @@ class _Tracked:
 @architecture("squeezenet", "torchvision", "SqueezeNet (fire modules)", pretrained=STEM_REBUILT)
 def squeezenet(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
                input_size: int) -> nn.Module:
-    """torchvision SqueezeNet 1.1 (fire modules); width scales every fire module."""
+    """torchvision SqueezeNet 1.1 (fire modules); width scales every fire module, which is
+    then initialised as torchvision initialises it."""
     from torchvision.models.squeezenet import Fire
 
     model = _tvm().squeezenet1_1(num_classes=num_classes)
-    model.features[0] = _conv_like(model.features[0], in_chans)
     if width == 1.0:
+        model.features[0] = _conv_like(model.features[0], in_chans)
         return model
     track = _Tracked(width, in_chans)
     for i, layer in enumerate(model.features):
@@ -428,7 +431,14 @@ def squeezenet(in_chans: int, num_classes: int, width: float, pretrained: bool |
                                for c in (layer.squeeze, layer.expand1x1, layer.expand3x3))
             model.features[i] = Fire(track.prev, squeeze, e1, e3)
             track.prev = e1 + e3
-    model.classifier[1] = nn.Conv2d(track.prev, num_classes, kernel_size=1)
+    final = model.classifier[1] = nn.Conv2d(track.prev, num_classes, kernel_size=1)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and m is final:
+            nn.init.normal_(m.weight, 0.0, 0.01)
+        elif isinstance(m, nn.Conv2d):
+            nn.init.kaiming_uniform_(m.weight)
+        if isinstance(m, nn.Conv2d):
+            nn.init.constant_(m.bias, 0)
     return model
 
 
@@ -460,6 +470,7 @@ def googlenet(in_chans: int, num_classes: int, width: float, pretrained: bool | 
     model.conv1.conv = _conv_like(model.conv1.conv, in_chans)
     if width != 1.0:
         model.fc = nn.Linear(track.prev, num_classes)
+        nn.init.trunc_normal_(model.fc.weight, mean=0.0, std=0.01, a=-2, b=2)  # as torchvision
     return model
 
 

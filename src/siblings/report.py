@@ -374,6 +374,7 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
     """The report text: headline table, all rows by eps, queries, similarity, the defense,
     model accuracies, the support matrix, provenance."""
     queries = df[df.attack_kind == "query"]
+    devices = ", ".join(sorted(df.device.dropna().unique()))
     defense = defense_markdown(defense_table(df))
     df = df[(df.attack_kind == "transfer") & ~df.source_role.isin(DEFENDED_ROLES)]
     eps_table = df.assign(source=df.apply(source_label, axis=1)).pivot_table(
@@ -466,7 +467,7 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
         "## Provenance",
         "",
         f"- config hash: `{first.config_hash}` (results/{first.run_name}/config.yaml)",
-        f"- devices: {', '.join(sorted(df.device.dropna().unique()))}",
+        f"- devices: {devices}",
         f"- git commit: `{first.git_commit}`",
         f"- attack code versions: {', '.join(sorted(df.code_version.unique()))}",
         f"- packages: {first.package_versions}",

@@ -59,7 +59,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: float, batch
     return model
 
 
-def model_spec(arch: str, width: float, meta: dict, pretrained: bool = False) -> ModelSpec:
+def model_spec(arch: str, width: float, meta: dict, pretrained: bool | str = False
+               ) -> ModelSpec:
     """The spec of ``arch`` for the dataset described by the data artifact's ``meta``."""
     return ModelSpec(arch=arch, in_chans=meta["channels"], num_classes=meta["num_classes"],
                      input_size=meta["input_size"], mean=tuple(meta["mean"]),

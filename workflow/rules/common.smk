@@ -17,12 +17,10 @@ from siblings.support import Support
 _valid = validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 config.clear()
 config.update(_valid)
-# Locally the planner's machine runs the jobs, so a device it lacks fails here, before any
-# job; a cluster executor's jobs check on their own nodes.
-if workflow.local_exec:
-    check_available(config["device"])
-# The dataset's root and every starting checkpoint exist and fit, before any job.
-check_inputs(config)
+# The dataset's root and every starting checkpoint exist and fit, before any job (checked
+# once, by the planner: a cluster job parses this file again on its node).
+if not workflow.remote_exec:
+    check_inputs(config)
 
 NAME = config["name"]
 DATASET = config["dataset"]["name"]
@@ -204,3 +202,11 @@ MODEL_SIDECARS = {
                                    for s in role_sources(a, k, "extracted")})],
 }
 SIMILARITY_TABLES = [SIMILARITY.format(arch=a) for a in ARCHS]
+
+
+# Once the executor is known and before any job: run locally, the jobs compute on this
+# machine, so a device it lacks stops the run here. A cluster's jobs check on their own
+# nodes; a dry run computes nothing.
+onstart:
+    if workflow.local_exec:
+        check_available(config["device"])

@@ -66,7 +66,8 @@ class IterativeAttack(Attack):
         with torch.no_grad():
             success = fooled(target.eval()(x_adv), y, self.targeted)
             source_success = fooled(source(x_adv), y, self.targeted)
-        return AttackResult(x_adv, success, torch.ones(len(y), dtype=torch.long), source_success)
+        return AttackResult(x_adv, success, torch.ones(len(y), dtype=torch.long, device=y.device),
+                            source_success)
 
 
 @ATTACKS.register("pgd")

@@ -7,7 +7,7 @@ import time
 from siblings.artifacts import save_tensors
 from siblings.checkpoints import load_model
 from siblings.compress import COMPRESSIONS, Job
-from siblings.engine import predict
+from siblings.engine import percent_equal, predict
 from siblings.logs import log
 from siblings.measure import measure
 from siblings.models import count_parameters
@@ -35,8 +35,8 @@ def run(data: str, full: str, out: str, compression_id: str, params: dict, seed:
         measured = method.fit(model, Job(splits, params, seed, teacher))
         seconds = time.time() - start
         pred = predict(model, x_test)
-        acc = 100.0 * (pred == y_test).float().mean().item()
-        agree = 100.0 * (pred == full_pred).float().mean().item()
+        acc = percent_equal(pred, y_test)
+        agree = percent_equal(pred, full_pred)
         product = measure(method.deploy(model.cpu(), params), x_test.cpu(), y_test.cpu(),
                           reference=pred.cpu())
         log.info("%s %s: accuracy %.2f%% (full %.2f%%), agreement with full %.2f%%; "

@@ -8,8 +8,7 @@ from siblings.artifacts import save_tensors
 from siblings.checkpoints import load_model
 from siblings.compress import COMPRESSIONS
 from siblings.defend import CHECK_IMAGES, DEFENSES, DefenseJob, mean_cosine
-from siblings.engine import predict
-from siblings.gradients import twice_differentiable
+from siblings.engine import percent_equal, predict
 from siblings.logs import log
 from siblings.measure import measure
 from siblings.models import count_parameters
@@ -32,15 +31,14 @@ def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: d
         check_x, check_y = splits.images("calib")[:CHECK_IMAGES], splits.labels("calib")[:CHECK_IMAGES]
         before = mean_cosine(teacher, model, check_x, check_y)
         start = time.time()
-        with twice_differentiable(model):  # defenses differentiate input gradients again
-            measured = DEFENSES.get(params["method"]).run(
-                model, DefenseJob(splits, params, seed, teacher))
+        measured = DEFENSES.get(params["method"]).run(model, DefenseJob(splits, params, seed,
+                                                                        teacher))
         seconds = time.time() - start
         after = mean_cosine(teacher, model, check_x, check_y)
         x_test, y_test = splits.images("test"), splits.labels("test")
         pred = predict(model, x_test)
-        acc = 100.0 * (pred == y_test).float().mean().item()
-        agree = 100.0 * (pred == predict(teacher, x_test)).float().mean().item()
+        acc = percent_equal(pred, y_test)
+        agree = percent_equal(pred, predict(teacher, x_test))
         cost = sib_meta["test_accuracy"] - acc
         failed = cost > params["tolerance"]
         fell = after < before

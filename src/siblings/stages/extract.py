@@ -16,7 +16,7 @@ from dataclasses import replace
 from siblings.artifacts import save_tensors
 from siblings.checkpoints import load_model
 from siblings.compress import kd_loss
-from siblings.engine import logits, predict
+from siblings.engine import logits, percent_equal, predict
 from siblings.logs import log
 from siblings.models import ModelSpec, count_parameters, create_model
 from siblings.stages.runner import stage
@@ -39,8 +39,8 @@ def run(data: str, defended: str, out: str, params: dict, seed: int, code_versio
         seconds = time.time() - start
         x_test, y_test = splits.images("test"), splits.labels("test")
         pred = predict(surrogate, x_test)
-        acc = 100.0 * (pred == y_test).float().mean().item()
-        agree = 100.0 * (pred == predict(victim, x_test)).float().mean().item()
+        acc = percent_equal(pred, y_test)
+        agree = percent_equal(pred, predict(victim, x_test))
         log.info("surrogate of %s %s+%s: accuracy %.2f%%, agrees with the defended sibling on "
                  "%.2f%% of test images; %.0f s", meta["spec"]["arch"], meta["compression_id"],
                  meta["defense_id"], acc, agree, seconds)
