@@ -1,21 +1,25 @@
 """`make test-slurm`: config/smoke.yaml through the SLURM profile, on a real one-node cluster.
 
 Starts a cluster on localhost (tests/slurm/cluster.sh; installs Debian's slurm and munge
-when run as root), runs the smoke config twice from fresh copies of the project, once with
-the laptop profile and once with workflow/profiles/slurm (its resources fitted to this
-node, status polled with squeue since the test cluster keeps no accounting), then checks:
+when run as root), runs the smoke config twice, side by side, from fresh copies of the
+project, once with the laptop profile and once with workflow/profiles/slurm (its resources
+fitted to this node, status polled with squeue since the test cluster keeps no
+accounting), then checks:
 
 - every job but the local rules was submitted with sbatch: one SLURM job id per job in the
   executor's log, in slurmctld's log and in the per-job SLURM logs;
 - the Parquet files equal the local run's, value for value (latency aside);
 
-and stops only the daemons it started. Exit status 0 only when all of it holds.
+and stops only the daemons it started. Exit status 0 only when all of it holds; a failed
+check keeps both runs and their logs in the temporary folder it names.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,18 +39,20 @@ LOCAL_RULES = {"all", "aggregate", "report"}
 TIMEOUT = 900
 
 
-def run(cmd: list[str], cwd: Path, log: Path) -> float:
-    """Runs ``cmd`` (under ``timeout -k``: a stuck executor must not hang CI), output to
-    ``log``; returns its wall time; raises with the log's tail if it fails."""
-    start = time.time()
-    with open(log, "w") as f:
-        done = subprocess.run(["timeout", "-k", "10", str(TIMEOUT), *cmd], cwd=cwd, stdout=f,
-                              stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONPATH": str(cwd / "src")})
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:4])} ... failed ({done.returncode}):\n"
-                         + log.read_text()[-4000:])
-    return time.time() - start
+def start(cmd: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    """Starts ``cmd`` under ``timeout -k`` (a stuck executor must not hang CI), output to
+    ``log``, importing the copy's own package."""
+    with open(log, "w") as out:
+        return subprocess.Popen(["timeout", "-k", "10", str(TIMEOUT), *cmd], cwd=cwd,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "PYTHONPATH": str(cwd / "src")})
+
+
+def finish(process: subprocess.Popen, log: Path, began: float, what: str) -> None:
+    """Waits for ``process``; says how long it took, or fails with the log's tail."""
+    if process.wait() != 0:
+        raise SystemExit(f"{what} failed ({process.returncode}):\n" + log.read_text()[-4000:])
+    print(f"{what}: {time.time() - began:.0f} s")
 
 
 def fitted_profile(scratch: Path, state: Path) -> Path:
@@ -91,30 +97,41 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="siblings-slurm-"))
     state = scratch / "cluster"
     subprocess.run(["bash", str(CLUSTER), "start", str(state)], check=True)
+    runs: list[subprocess.Popen] = []
     try:
         local, cluster = scratch / "local", scratch / "cluster-run"
         for work in (local, cluster):
             work.mkdir()
             project_copy(work)
         smk = [sys.executable, "-m", "snakemake", "--configfile", "config/smoke.yaml"]
-        seconds = run([*smk, "--workflow-profile", "workflow/profiles/default"], local,
-                      scratch / "local.log")
-        print(f"local smoke run: {seconds:.0f} s")
         ctld_log = state / "slurmctld.log"
         ctld_before = len(ctld_log.read_text()) if ctld_log.exists() else 0
-        seconds = run([*smk, "--profile", str(fitted_profile(scratch, state))], cluster,
-                      scratch / "cluster.log")
-        print(f"SLURM smoke run: {seconds:.0f} s")
+        # Side by side: the SLURM run mostly waits for its status polls.
+        began = time.time()
+        on_cluster = start([*smk, "--profile", str(fitted_profile(scratch, state))], cluster,
+                           scratch / "cluster.log")
+        here = start([*smk, "--workflow-profile", "workflow/profiles/default"], local,
+                     scratch / "local.log")
+        runs += [on_cluster, here]
+        finish(here, scratch / "local.log", began, "local smoke run")
+        finish(on_cluster, scratch / "cluster.log", began, "SLURM smoke run")
         problems = submitted(cluster, scratch / "cluster.log", ctld_log, ctld_before)
         lines, equal = compare(local / "results/smoke", cluster / "results/smoke")
         print("\n".join(lines))
         if not equal:
             problems.append("the SLURM run's Parquet differs from the local run's")
     finally:
+        for process in runs:  # a failure above must not leave the other run going
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
         subprocess.run(["bash", str(CLUSTER), "stop", str(state)], check=False)
     for problem in problems:
         print(f"FAIL: {problem}")
-    print("test-slurm:", "FAILED" if problems else f"passed (work in {scratch})")
+    if problems:
+        print(f"test-slurm: FAILED (logs and both runs kept in {scratch})")
+    else:
+        shutil.rmtree(scratch)
+        print("test-slurm: passed")
     return 1 if problems else 0
 
 
