@@ -87,13 +87,15 @@ def check_checkpoint(path: Path, spec: ModelSpec) -> None:
     missing = sorted(set(wanted) - set(stored))
     unexpected = sorted(set(stored) - set(wanted))
     shapes = sorted(k for k in set(wanted) & set(stored) if wanted[k] != stored[k])
-    if missing or unexpected or shapes:
+    problems = [f"{len(keys)} {what}, e.g. {examples}" for keys, what, examples in (
+        (missing, "tensors missing", missing[:3]),
+        (unexpected, "unexpected", unexpected[:3]),
+        (shapes, "of another shape (stored, wanted)",
+         [(k, stored[k], wanted[k]) for k in shapes[:2]])) if keys]
+    if problems:
         raise CheckpointError(
             f"{path} does not fit {spec.arch} (width {spec.width:g}, {spec.in_chans} input "
-            f"channels, {spec.num_classes} classes): {len(missing)} tensors missing, e.g. "
-            f"{missing[:3]}; {len(unexpected)} unexpected, e.g. {unexpected[:3]}; "
-            f"{len(shapes)} of another shape, e.g. "
-            f"{[(k, stored[k], wanted[k]) for k in shapes[:2]]}")
+            f"channels, {spec.num_classes} classes): " + "; ".join(problems))
 
 
 def load_backbone(model: SiblingNet, path: Path) -> None:
