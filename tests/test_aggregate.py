@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from siblings.aggregate import (amplification, bootstrap_interval, correlations, queries_to_reach,
-                                query_reduction, spearman, with_defense)
+                                query_reduction, spearman, with_defense, with_success_intervals)
 
 NAN = float("nan")
 
@@ -109,3 +109,10 @@ def test_correlations_cover_every_metric_over_sibling_pairs_only():
     assert corr.loc["grad_cosine", "spearman"] == pytest.approx(1.0)
     assert corr.loc["kl", "spearman"] == pytest.approx(-1.0)
     assert np.isnan(corr.loc["agreement", "spearman"])  # constant: no rank correlation
+
+
+def test_every_success_rate_gets_its_wilson_interval():
+    df = pd.DataFrame({"n_success": [15, 0], "n_examples": [100, 40], "success_rate": [0.15, 0.0]})
+    out = with_success_intervals(df)
+    assert out.success_ci_low.tolist() == pytest.approx([0.09306, 0.0], abs=5e-5)
+    assert out.success_ci_high.tolist() == pytest.approx([0.23284, 0.08762], abs=5e-5)

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from siblings.artifacts import atomic_path
+from siblings.intervals import wilson
 
 BENCHMARK_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("arch", pa.string()), ("compression", pa.string()),
@@ -21,7 +22,8 @@ BENCHMARK_SCHEMA = pa.schema([
     ("source_id", pa.string()), ("source_arch", pa.string()), ("norm", pa.string()),
     ("targeted", pa.bool_()), ("eps", pa.float64()), ("steps", pa.int64()),
     ("query_budget", pa.int64()), ("n_examples", pa.int64()), ("n_success", pa.int64()),
-    ("success_rate", pa.float64()), ("source_success_rate", pa.float64()),
+    ("success_rate", pa.float64()), ("success_ci_low", pa.float64()),
+    ("success_ci_high", pa.float64()), ("source_success_rate", pa.float64()),
     ("queries_at_success", pa.list_(pa.float64())), ("mean_queries_success", pa.float64()),
     ("median_queries_success", pa.float64()), ("prior_lambda_one", pa.float64()),
     ("amplification", pa.float64()), ("baseline_attack", pa.string()),
@@ -57,6 +59,12 @@ MODELS_SCHEMA = pa.schema([
     ("code_version", pa.string()), ("device", pa.string()),
     ("config_hash", pa.string()), ("run_name", pa.string()),
 ])
+
+
+def with_success_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """Wilson 95% interval of every row's success rate, from its own image count."""
+    low, high = wilson(df["n_success"].to_numpy(), df["n_examples"].to_numpy())
+    return df.assign(success_ci_low=low, success_ci_high=high)
 
 
 def amplification(df: pd.DataFrame) -> pd.Series:

@@ -7,8 +7,8 @@ import yaml
 
 from siblings.aggregate import (BENCHMARK_SCHEMA, MODELS_SCHEMA, amplification, correlations,
                                 model_row, query_reduction, with_defense,
-                                with_sibling_measurements, with_similarity, write_frame,
-                                write_table)
+                                with_sibling_measurements, with_similarity,
+                                with_success_intervals, write_frame, write_table)
 from siblings.artifacts import atomic_path, read_json
 from siblings.logs import log
 from siblings.provenance import config_hash, git_commit, package_versions
@@ -35,7 +35,7 @@ def run(attack_tables: list[str], similarity_tables: list[str],
                                for role, paths in model_sidecars.items() for p in paths])
         sim = pd.concat([pd.read_parquet(p) for p in similarity_tables], ignore_index=True)
         df = pd.concat([pd.read_parquet(p) for p in attack_tables], ignore_index=True)
-        df = with_sibling_measurements(df, models)
+        df = with_success_intervals(with_sibling_measurements(df, models))
         df = with_similarity(df, sim)
         df["amplification"] = amplification(df)
         df = query_reduction(df, config["attacks"])

@@ -1,0 +1,26 @@
+"""Confidence intervals for the rates the benchmark reports.
+
+A success rate read off 40 or 100 images is uncertain by several points; the report must
+say by how much. Wilson's score interval stays inside [0, 1] and keeps a sensible width at
+0 or n successes, where the textbook normal interval collapses to a point.
+"""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+
+
+def wilson(successes: np.ndarray, n: np.ndarray, level: float = 0.95
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of ``successes / n``, elementwise; NaN where ``n`` is 0."""
+    k, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        low, high = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    empty = n == 0
+    return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
