@@ -135,13 +135,23 @@ def _fmt_ratio(x: float) -> str:
     return "n/a" if pd.isna(x) else ("inf" if x == float("inf") else f"{x:.2f}x")
 
 
+def success_text(r: pd.Series) -> str:
+    """A success rate as the report prints it: percent, Wilson 95% interval, the count."""
+    return (f"{100 * r.success_rate:.1f} [{100 * r.success_ci_low:.1f}, "
+            f"{100 * r.success_ci_high:.1f}] ({r.n_success}/{r.n_examples})")
+
+
+def _with_success_text(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(success=[success_text(r) for _, r in df.iterrows()] if len(df) else [])
+
+
 def headline_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per arch, attack and sibling at the smallest eps: success from each source role."""
     eps0 = df["eps"].min()
-    at = df[df.eps == eps0]
+    at = _with_success_text(df[df.eps == eps0])
     key = ["arch", "attack"]
     role_rate = at[at.source_role.isin(BASELINE_ROLES)].pivot_table(
-        index=key, columns="source_role", values="success_rate")
+        index=key, columns="source_role", values="success", aggfunc="first")
     sib = at[at.source_role == "sibling"]
     rows = []
     for _, r in sib.iterrows():
@@ -150,10 +160,10 @@ def headline_table(df: pd.DataFrame) -> pd.DataFrame:
             "arch": r.arch, "attack": r.attack, "sibling": r.compression, "eps": eps0,
             "sibling acc (%)": f"{r.source_clean_acc:.2f}",
             "target acc (%)": f"{r.target_clean_acc:.2f}",
-            "sibling success (%)": f"{100 * r.success_rate:.1f}",
-            "independent success (%)": f"{100 * others.get('independent', float('nan')):.1f}",
-            "cross-arch success (%)": f"{100 * others.get('cross-arch', float('nan')):.1f}",
-            "white-box success (%)": f"{100 * others.get('whitebox', float('nan')):.1f}",
+            "sibling success (%)": r.success,
+            "independent success (%)": others.get("independent", "n/a"),
+            "cross-arch success (%)": others.get("cross-arch", "n/a"),
+            "white-box success (%)": others.get("whitebox", "n/a"),
             "amplification": _fmt_ratio(r.amplification),
         })
     return pd.DataFrame(rows)
@@ -165,7 +175,7 @@ def query_table(df: pd.DataFrame) -> pd.DataFrame:
     q = df[df.attack_kind == "query"]
     return pd.DataFrame([{
         "arch": r.arch, "eps": r.eps, "attack": r.attack, "prior": source_label(r),
-        "budget": int(r.query_budget), "success (%)": f"{100 * r.success_rate:.1f}",
+        "budget": int(r.query_budget), "success (%)": success_text(r),
         "mean queries (successes)": f"{r.mean_queries_success:.0f}",
         "median queries (successes)": f"{r.median_queries_success:.0f}",
         "lambda = 1 (%)": "" if pd.isna(r.prior_lambda_one) else f"{100 * r.prior_lambda_one:.0f}",
@@ -377,9 +387,8 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
     devices = ", ".join(sorted(df.device.dropna().unique()))
     defense = defense_markdown(defense_table(df))
     df = df[(df.attack_kind == "transfer") & ~df.source_role.isin(DEFENDED_ROLES)]
-    eps_table = df.assign(source=df.apply(source_label, axis=1)).pivot_table(
-        index=["arch", "attack", "source"], columns="eps", values="success_rate")
-    eps_table = (100 * eps_table).round(1)
+    eps_table = _with_success_text(df).assign(source=df.apply(source_label, axis=1)).pivot_table(
+        index=["arch", "attack", "source"], columns="eps", values="success", aggfunc="first")
     model_cols = ["arch", "role", "compression", "width", "parameters", "test_accuracy",
                   "agreement_with_full", "sparsity"]
     first = df.iloc[0]
@@ -388,7 +397,8 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
         "",
         "Transfer attacks against the full-scale model. Success = the target misclassifies an",
         "image it classified correctly. Amplification = sibling-source success divided by",
-        "independent-source success (same architecture, other seed) at the same eps.",
+        "independent-source success (same architecture, other seed) at the same eps. Every",
+        "success rate reads: percent [Wilson 95% interval] (images fooled / images attacked).",
         "",
         f"## Headline (smallest eps = {df.eps.min():g})",
         "",
