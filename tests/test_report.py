@@ -45,3 +45,19 @@ def test_sweep_labels_each_lambda_in_its_own_architecture_panel(monkeypatch, tmp
     sweep_figure(pd.DataFrame(rows), tmp_path / "sweep.png")
     labels = {ax.get_title(): sorted(t.get_text() for t in ax.texts) for ax in figures[0].axes}
     assert labels == {"zeta / pgd": ["0", "3"], "alpha / pgd": ["0", "7"]}
+
+
+def test_headline_prints_each_rate_with_its_interval_and_count_and_marks_a_missing_role():
+    from siblings.aggregate import with_success_intervals
+    from siblings.report import headline_table
+
+    base = {"arch": "a", "attack": "pgd", "eps": 0.01, "n_examples": 100,
+            "source_clean_acc": 88.0, "target_clean_acc": 89.0, "amplification": 15.0}
+    rows = [{**base, "source_role": "sibling", "compression": "ptq-w8a8", "n_success": 15},
+            {**base, "source_role": "independent", "compression": None, "n_success": 0}]
+    df = with_success_intervals(pd.DataFrame(rows).assign(
+        success_rate=lambda d: d.n_success / d.n_examples))
+    row = headline_table(df).iloc[0]
+    assert row["sibling success (%)"] == "15.0 [9.3, 23.3] (15/100)"
+    assert row["independent success (%)"] == "0.0 [0.0, 3.7] (0/100)"
+    assert row["white-box success (%)"] == "n/a"
