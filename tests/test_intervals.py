@@ -22,3 +22,8 @@ def test_wilson_brackets_the_rate_narrows_with_n_and_is_nan_without_images():
     assert np.all(lo[:3] <= rate) and np.all(rate <= hi[:3])
     assert np.all(np.diff(hi[:3] - lo[:3]) < 0)
     assert np.isnan(lo[3]) and np.isnan(hi[3])
+
+
+def test_an_all_or_nothing_count_keeps_its_rate_inside_the_interval_exactly():
+    lo, hi = wilson(np.array([40, 0, 100]), np.array([40, 40, 100]))
+    assert hi[0] == 1.0 and lo[1] == 0.0 and hi[2] == 1.0

@@ -22,5 +22,6 @@ def wilson(successes: np.ndarray, n: np.ndarray, level: float = 0.95
         centre = (p + z * z / (2 * n)) / (1 + z * z / n)
         half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
         low, high = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+    low, high = np.where(k == 0, 0.0, low), np.where(k == n, 1.0, high)  # exact, not 1 - 1e-16
     empty = n == 0
     return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
