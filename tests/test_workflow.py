@@ -263,6 +263,8 @@ def test_missing_dataset_fails_cleanly_and_lists_places(tmp_path):
     cfg = yaml.safe_load((work / "config/smoke.yaml").read_text())
     cfg["dataset"] = {"name": "cifar10", "root": str(tmp_path), "download": False}
     (work / "config/bad.yaml").write_text(yaml.safe_dump(cfg))
+    planned = snakemake(work, "-n", "--configfile", "config/bad.yaml")
+    assert planned.returncode == 0, planned.stderr  # a login node without the data plans
     result = snakemake(work, "--configfile", "config/bad.yaml")
     assert result.returncode != 0
     out = result.stdout + result.stderr

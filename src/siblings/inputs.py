@@ -1,6 +1,7 @@
 """What a config points at outside itself, checked before any job: the dataset's root and
-each architecture's starting weights. Bad input stops the planner naming the key and the
-path; nothing runs, so nothing is half-written.
+each architecture's starting weights. Bad input stops the run naming the key and the
+path; nothing runs, so nothing is half-written. A dry run does not check: it plans where
+the data is not (a login node).
 """
 
 from __future__ import annotations

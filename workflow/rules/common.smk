@@ -17,11 +17,6 @@ from siblings.support import Support
 _valid = validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
 config.clear()
 config.update(_valid)
-# The dataset's root and every starting checkpoint exist and fit, before any job (checked
-# once, by the planner: a cluster job parses this file again on its node).
-if not workflow.remote_exec:
-    check_inputs(config)
-
 NAME = config["name"]
 DATASET = config["dataset"]["name"]
 ARCHS = list(config["archs"])
@@ -204,9 +199,13 @@ MODEL_SIDECARS = {
 SIMILARITY_TABLES = [SIMILARITY.format(arch=a) for a in ARCHS]
 
 
-# Once the executor is known and before any job: run locally, the jobs compute on this
-# machine, so a device it lacks stops the run here. A cluster's jobs check on their own
-# nodes; a dry run computes nothing.
+# Once the executor is known and before any job (a dry run plans anywhere, such as a login
+# node that has neither the data nor a GPU):
+# - the dataset's root and every starting checkpoint exist and fit, checked once, by the
+#   planner;
+# - run locally, the jobs compute on this machine, so a device it lacks stops the run here;
+#   a cluster's jobs check on their own nodes.
 onstart:
+    check_inputs(config)
     if workflow.local_exec:
         check_available(config["device"])
