@@ -6,11 +6,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from siblings.checkpoints import Start
+from siblings.checkpoints import Start, starting_model
 from siblings.config import ConfigError, validate
 from siblings.inputs import check_inputs
 from siblings.models import ModelSpec, create_model
-from siblings.stages.train import starting_model
 
 from test_config import SCHEMA, smoke
 

@@ -1,4 +1,5 @@
-"""Loading a stored model: rebuild its structure from the sidecar, then load its weights.
+"""Loading a stored model: rebuild its structure from the sidecar, then load its weights;
+and a full model's starting weights (random, published, or a checked safetensors file).
 
 A library call every stage uses (attack sources, targets, teachers, siblings to defend);
 it needs the compression registry only to rebuild a sibling's compressed structure.
@@ -14,6 +15,7 @@ import torch
 from siblings.artifacts import load_state, load_tensors
 from siblings.compress import COMPRESSIONS
 from siblings.models import ModelSpec, SiblingNet, create_model
+from siblings.train import model_spec
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[SiblingNet, dict]:
@@ -104,3 +106,20 @@ def load_backbone(model: SiblingNet, path: Path) -> None:
 
     check_checkpoint(path, model.spec)
     model.backbone.load_state_dict(load_file(str(path)))
+
+
+def starting_model(arch: str, width: float, meta: dict, start: Start) -> SiblingNet:
+    """``arch`` for the dataset described by ``meta``, with its starting weights."""
+    try:
+        model = create_model(model_spec(arch, width, meta, start.pretrained))
+    except OSError as err:  # the hub is unreachable and nothing is cached
+        if not start.pretrained:
+            raise
+        raise RuntimeError(
+            f"could not fetch timm's published weights for {arch} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}). Without internet, save them as a safetensors "
+            f"file of the backbone's state dict and set archs.{arch}.weights to its path"
+        ) from err
+    if start.path is not None:
+        load_backbone(model, start.path)
+    return model

@@ -142,7 +142,7 @@ def success_text(r: pd.Series) -> str:
 
 
 def _with_success_text(df: pd.DataFrame) -> pd.DataFrame:
-    return df.assign(success=[success_text(r) for _, r in df.iterrows()] if len(df) else [])
+    return df.assign(success=[success_text(r) for _, r in df.iterrows()])
 
 
 def headline_table(df: pd.DataFrame) -> pd.DataFrame:

@@ -5,30 +5,13 @@ from __future__ import annotations
 import time
 
 from siblings.artifacts import save_tensors
-from siblings.checkpoints import Start, load_backbone
+from siblings.checkpoints import Start, starting_model
 from siblings.engine import accuracy
 from siblings.logs import log
 from siblings.measure import float_deployment, measure
-from siblings.models import SiblingNet, count_parameters, create_model
+from siblings.models import count_parameters
 from siblings.stages.runner import stage
-from siblings.train import fit, model_spec
-
-
-def starting_model(arch: str, width: float, meta: dict, start: Start) -> SiblingNet:
-    """``arch`` for the dataset described by ``meta``, with its starting weights."""
-    try:
-        model = create_model(model_spec(arch, width, meta, start.pretrained))
-    except OSError as err:  # the hub is unreachable and nothing is cached
-        if not start.pretrained:
-            raise
-        raise RuntimeError(
-            f"could not fetch timm's published weights for {arch} ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]}). Without internet, save them as a safetensors "
-            f"file of the backbone's state dict and set archs.{arch}.weights to its path"
-        ) from err
-    if start.path is not None:
-        load_backbone(model, start.path)
-    return model
+from siblings.train import fit
 
 
 def run(data: str, out: str, arch: str, width: float, seed: int, params: dict,
