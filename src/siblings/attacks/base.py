@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -113,10 +114,32 @@ class BlackBox:
         if (spent > self.budget).any():
             raise RuntimeError("query budget exceeded: the attack must stop an image first")
         self.queries = spent
-        if self.batch_size is None or len(x) <= self.batch_size:
-            return self.model(x)
-        return torch.cat([self.model(x[i:i + self.batch_size])
-                          for i in range(0, len(x), self.batch_size)])
+        size = self.batch_size or len(x)
+        return torch.cat([self._forward(x[i:i + size]) for i in range(0, len(x), size)])
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's scores; a lone image is sent twice (free: one query) because on the
+        CPU a batch of one takes another convolution kernel whose last digits differ, and
+        finite differences at sigma 1e-4 turn that into a different attack path."""
+        if len(x) == 1:
+            return self.model(torch.cat([x, x]))[:1]
+        return self.model(x)
+
+
+# --- per-image random streams ---------------------------------------------------------------
+
+def image_streams(seed: int, ids: torch.Tensor) -> list[torch.Generator]:
+    """One CPU generator per image, seeded by (``seed``, the image's index in the attack
+    set): an image's random draws then do not depend on the batch it shares, so results do
+    not change with ``batch_size`` or with the device's batch choice."""
+    return [torch.Generator().manual_seed(
+        int(np.random.SeedSequence([seed, int(i)]).generate_state(1, np.uint64)[0]))
+        for i in ids.tolist()]
+
+
+def default_ids(ids: torch.Tensor | None, n: int) -> torch.Tensor:
+    """The images' indices in the attack set (0..n-1 for a single call)."""
+    return torch.arange(n) if ids is None else ids.cpu()
 
 
 # --- the base class and the registry --------------------------------------------------------
@@ -137,9 +160,11 @@ class Attack(ABC):
 
     @abstractmethod
     def __call__(self, source: nn.Module | None, target: nn.Module, x: torch.Tensor,
-                 y: torch.Tensor, budget: Budget) -> AttackResult:
+                 y: torch.Tensor, budget: Budget, ids: torch.Tensor | None = None) -> AttackResult:
         """Attacks ``target`` on images ``x`` (labels or target classes ``y``) within
-        ``budget``, using ``source`` as the white-box model or prior (None: no source)."""
+        ``budget``, using ``source`` as the white-box model or prior (None: no source).
+        ``ids`` are the images' indices in the attack set, which seed their random
+        streams (None: 0..n-1)."""
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack method")

@@ -55,7 +55,8 @@ def run_batched(attack: Attack, source: torch.nn.Module | None, target: torch.nn
     """``attack`` over ``x`` in batches; the per-image results concatenated."""
     starts = tqdm(range(0, len(y), batch_size), desc=f"{type(attack).__name__} batches",
                   mininterval=30, leave=False)
-    parts = [attack(source, target, x[i:i + batch_size], y[i:i + batch_size], budget)
+    parts = [attack(source, target, x[i:i + batch_size], y[i:i + batch_size], budget,
+                    torch.arange(i, min(i + batch_size, len(y))))
              for i in starts]
     lambdas = [v for p in parts for v in p.trace.get("lambda", [])]
     return AttackResult(
@@ -74,6 +75,7 @@ def summary(result: AttackResult) -> dict:
     lambdas = np.asarray(result.trace.get("lambda", []), dtype=float)
     return {
         "n_success": int(success.sum()), "success_rate": float(success.mean()),
+        "image_success": success.astype(bool).tolist(),
         "source_success_rate": (np.nan if result.source_success is None
                                 else float(result.source_success.float().mean().cpu())),
         "queries_at_success": at_success.tolist(),

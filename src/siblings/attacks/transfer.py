@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from siblings.attacks.base import ATTACKS, NORMS, Attack, AttackResult, Budget, fooled
+from siblings.attacks.base import (ATTACKS, NORMS, Attack, AttackResult, Budget, default_ids,
+                                   fooled, image_streams)
 
 
 @dataclass
@@ -36,22 +37,23 @@ class IterativeAttack(Attack):
     def project(self, x_adv: torch.Tensor, x: torch.Tensor, budget: Budget) -> torch.Tensor:
         return NORMS.get(budget.norm).project(x_adv, x, budget.eps)
 
-    def _start(self, x: torch.Tensor, budget: Budget) -> torch.Tensor:
+    def _start(self, x: torch.Tensor, budget: Budget, ids: torch.Tensor | None) -> torch.Tensor:
         if not self.random_start:
             return x.clone()
-        g = torch.Generator().manual_seed(self.seed)
-        noise = (torch.rand(x.shape, generator=g).to(x.device) * 2 - 1) * budget.eps
+        streams = image_streams(self.seed, default_ids(ids, len(x)))
+        noise = torch.stack([torch.rand(x.shape[1:], generator=g) for g in streams])
+        noise = (noise.to(x.device) * 2 - 1) * budget.eps
         if budget.norm == "l2":  # a random direction on the sphere of radius eps
             noise = noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * budget.eps
         return self.project(x + noise, x, budget)
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                budget: Budget) -> torch.Tensor:
+                budget: Budget, ids: torch.Tensor | None = None) -> torch.Tensor:
         """Adversarial images for ``model`` within ``budget`` of ``x``."""
         if budget.eps == 0:
             return x.clone()
         model.eval()
-        x_adv = self._start(x, budget)
+        x_adv = self._start(x, budget, ids)
         step_size = self.step_size_factor * budget.eps / self.steps
         state: dict = {}
         for _ in range(self.steps):
@@ -61,8 +63,8 @@ class IterativeAttack(Attack):
         return x_adv.detach()
 
     def __call__(self, source: nn.Module, target: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 budget: Budget) -> AttackResult:
-        x_adv = self.perturb(source, x, y, budget)
+                 budget: Budget, ids: torch.Tensor | None = None) -> AttackResult:
+        x_adv = self.perturb(source, x, y, budget, ids)
         with torch.no_grad():
             success = fooled(target.eval()(x_adv), y, self.targeted)
             source_success = fooled(source(x_adv), y, self.targeted)
