@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import yaml
 
-from siblings.aggregate import (BENCHMARK_SCHEMA, MODELS_SCHEMA, amplification, correlations,
-                                model_row, query_reduction, with_defense,
-                                with_sibling_measurements, with_similarity,
-                                with_success_intervals, write_frame, write_table)
+from siblings.aggregate import (BENCHMARK_SCHEMA, MODELS_SCHEMA, amplification, model_row,
+                                query_reduction, with_defense, with_sibling_measurements,
+                                with_similarity, with_success_intervals, write_frame, write_table)
 from siblings.artifacts import atomic_path, read_json
+from siblings.correlate import correlations
 from siblings.logs import log
 from siblings.provenance import config_hash, git_commit, package_versions
 from siblings.stages.runner import stage
