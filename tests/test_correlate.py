@@ -83,7 +83,7 @@ def confounded(pairs: int = 8) -> pd.DataFrame:
         for eps, wb, lift in zip(EPS, whitebox, (0.0, 0.3)):
             rows.append(row(arch, eps, "whitebox", wb))
             for i in range(pairs):
-                success = base + lift + 0.01 * i + rng.normal(0, 0.004)
+                success = base + lift + 0.01 * i + rng.normal(0, 0.01)
                 rows.append(row(arch, eps, "sibling", success, level + 0.02 * i, f"s{i}"))
     return pd.DataFrame(rows)
 

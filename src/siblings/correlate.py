@@ -167,3 +167,15 @@ def correlations(df: pd.DataFrame) -> pd.DataFrame:
            for attack, rows in pairs.groupby("attack")
            for spec, used in _outcomes(rows, eps) for metric in CORRELATED]
     return pd.DataFrame(out)
+
+
+def correlation_markdown(corr: pd.DataFrame) -> str:
+    """The correlation table for the report: rho to 3 places, its interval to 2."""
+    if corr.empty:
+        return "(no sibling pairs to correlate)"
+    return corr.assign(
+        eps=[f"{e:g}" if pd.notna(e) else "per arch" for e in corr.eps],
+        interval=[f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(corr.ci_low, corr.ci_high)],
+        spearman=corr.spearman.round(3))[
+            ["attack", "eps", "eps_rule", "outcome", "analysis", "metric", "n_pairs", "n_archs",
+             "spearman", "interval"]].to_markdown(index=False)
