@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from siblings.correlate import (bootstrap_interval, correlations, midrange_eps, spearman,
-                                whitebox_success)
+from siblings.correlate import (bootstrap_interval, correlation_markdown, correlations,
+                                midrange_eps, spearman, whitebox_success)
 
 from test_aggregate import defended_rows
 
@@ -199,3 +199,12 @@ def test_query_attacks_are_correlated_per_eps_pooled_and_within():
     assert set(corr.outcome) == {"query_reduction"} and set(corr.eps_rule) == {"each"}
     assert pick(corr, "pooled", "query_reduction").spearman == pytest.approx(1.0)
     assert pick(corr, "within-arch", "query_reduction").n_archs == 2
+
+
+def test_markdown_names_the_analysis_and_the_eps_rule():
+    text = correlation_markdown(correlations(confounded()))
+    lines = text.splitlines()
+    assert "eps_rule" in lines[0] and "analysis" in lines[0] and "n_archs" in lines[0]
+    assert any("within-arch" in line and "per arch" in line for line in lines)
+    assert any("| smallest" in line and "0.01" in line for line in lines)
+    assert correlation_markdown(pd.DataFrame()) == "(no sibling pairs to correlate)"
