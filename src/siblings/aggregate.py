@@ -1,5 +1,6 @@
 """The analysis behind ``benchmark.parquet``: typed schemas, the joins that put every
-comparison on one row, amplification, query reduction and the similarity correlations."""
+comparison on one row, amplification and query reduction (the similarity correlations
+are :mod:`siblings.correlate`)."""
 
 from __future__ import annotations
 
@@ -128,8 +129,6 @@ def query_reduction(df: pd.DataFrame, attacks: dict) -> pd.DataFrame:
 # Per-pair similarity values joined onto every attack row of that (arch, role, source).
 SIMILARITY_COLUMNS = ["grad_cosine", "grad_cosine_median", "grad_cosine_q10", "grad_cosine_q90",
                       "agreement", "kl", "cka"]
-CORRELATED = ["grad_cosine", "agreement", "kl", "cka"]
-CORRELATION_ROLES = ("sibling", "defended")  # the published siblings, before and after defense
 
 
 def with_similarity(df: pd.DataFrame, sim: pd.DataFrame) -> pd.DataFrame:
@@ -167,48 +166,6 @@ def with_defense(df: pd.DataFrame, models: pd.DataFrame, defenses: dict) -> pd.D
                             float(model.accuracy_cost), *ctrl, *undefended[:2]]
     return out.astype({c: float for c in cols if c not in ("defense_form", "defense_control",
                                                               "defense_failed")})
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rank correlation (ties get average ranks)."""
-    return float(pd.Series(a).rank().corr(pd.Series(b).rank()))
-
-
-def bootstrap_interval(a: np.ndarray, b: np.ndarray, resamples: int = 2000, seed: int = 0,
-                       level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of Spearman's rho over resampled pairs."""
-    rng = np.random.default_rng(seed)
-    draws = np.array([spearman(a[idx], b[idx])
-                      for idx in rng.integers(0, len(a), (resamples, len(a)))])
-    draws = draws[~np.isnan(draws)]  # a resample of tied values has no rank correlation
-    if len(draws) == 0:
-        return np.nan, np.nan
-    lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
-
-
-def correlations(df: pd.DataFrame) -> pd.DataFrame:
-    """Spearman's rho (bootstrap 95% interval) between each similarity metric and each
-    attack's outcome across all (architecture, sibling) pairs, defended siblings included:
-    transfer success at the attack's smallest eps, and the query reduction factor."""
-    pairs = df[df.source_role.isin(CORRELATION_ROLES)]
-    outcomes = []
-    for attack, rows in pairs.groupby("attack"):
-        if (rows.attack_kind == "transfer").all():
-            outcomes.append((attack, "success_rate", rows[rows.eps == rows.eps.min()]))
-        elif rows.query_reduction.notna().any():
-            outcomes.append((attack, "query_reduction", rows))
-    out = []
-    for attack, outcome, rows in outcomes:
-        for metric in CORRELATED:
-            ok = rows[[metric, outcome]].replace([np.inf, -np.inf], np.nan).dropna()
-            a, b = ok[metric].to_numpy(float), ok[outcome].to_numpy(float)
-            rho, (lo, hi) = ((spearman(a, b), bootstrap_interval(a, b)) if len(ok) >= 3
-                             else (np.nan, (np.nan, np.nan)))
-            out.append({"attack": attack, "eps": float(rows.eps.min()), "outcome": outcome,
-                        "metric": metric, "n_pairs": len(ok), "spearman": rho,
-                        "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(out)
 
 
 def write_table(df: pd.DataFrame, schema: pa.Schema, out: str | Path) -> None:

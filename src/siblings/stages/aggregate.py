@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import yaml
 
-from siblings.aggregate import (BENCHMARK_SCHEMA, MODELS_SCHEMA, amplification, correlations,
-                                model_row, query_reduction, with_defense,
-                                with_sibling_measurements, with_similarity,
-                                with_success_intervals, write_frame, write_table)
+from siblings.aggregate import (BENCHMARK_SCHEMA, MODELS_SCHEMA, amplification, model_row,
+                                query_reduction, with_defense, with_sibling_measurements,
+                                with_similarity, with_success_intervals, write_frame, write_table)
 from siblings.artifacts import atomic_path, read_json
+from siblings.correlate import correlations
 from siblings.logs import log
 from siblings.provenance import config_hash, git_commit, package_versions
 from siblings.stages.runner import stage
@@ -52,7 +52,8 @@ def run(attack_tables: list[str], similarity_tables: list[str],
         with atomic_path(config_out) as tmp:
             tmp.write_text(f"# config_hash: {digest}\n" + yaml.safe_dump(config, sort_keys=True))
         for _, c in corr[corr.metric == "grad_cosine"].iterrows():
-            log.info("Spearman(grad cosine, %s of %s) = %.3f [%.3f, %.3f] over %d pairs",
-                     c.outcome, c.attack, c.spearman, c.ci_low, c.ci_high, c.n_pairs)
+            log.info("Spearman(grad cosine, %s of %s, %s, eps %s) = %.3f [%.3f, %.3f], %d pairs",
+                     c.outcome, c.attack, c.analysis, c.eps_rule, c.spearman, c.ci_low,
+                     c.ci_high, c.n_pairs)
         log.info("aggregated %d attack rows, %d models, %d similarity pairs", len(df),
                  len(models), len(sim))
