@@ -4,51 +4,106 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from siblings.aggregate import (amplification, queries_to_reach, query_reduction, with_defense,
+from siblings.aggregate import (queries_to_reach, query_factor, query_readings, rate_ratio,
+                                with_amplification, with_defense, with_query_columns,
                                 with_success_intervals)
 
 NAN = float("nan")
+INF = math.inf
 
 
 def test_queries_to_reach_reads_the_success_curve():
-    q = [5.0, NAN, 50.0, 20.0, NAN]  # 3 of 5 succeed, at 5, 20 and 50 queries
-    assert queries_to_reach(q, 0.0) == 0
-    assert queries_to_reach(q, 0.2) == 5
-    assert queries_to_reach(q, 0.4) == 20
-    assert queries_to_reach(q, 0.6) == 50
-    assert queries_to_reach(q, 0.8) == math.inf  # failures never succeed
+    q = np.array([5.0, INF, 50.0, 20.0, INF])  # 3 of 5 succeed, at 5, 20 and 50 queries
+    levels = [0.0, 0.2, 0.4, 0.6, 0.8]
+    assert queries_to_reach(np.tile(q, (5, 1)), np.array(levels)).tolist() == [0, 5, 20, 50, INF]
 
 
 def rows(**by_attack) -> pd.DataFrame:
     return pd.DataFrame([{"dataset": "d", "arch": "a", "eps": 0.05, "attack": attack,
-                          "source_role": role, "queries_at_success": q,
+                          "attack_kind": "query", "source_role": role, "source_id": role,
+                          "queries_at_success": q, "query_budget": 1000,
                           "success_rate": float(np.mean(~np.isnan(q)))}
                          for attack, (role, q) in by_attack.items()])
 
 
+def with_queries(df: pd.DataFrame) -> pd.DataFrame:
+    attacks = {"rgf": {}, "prgf": {"baseline": "rgf"}}
+    return with_query_columns(df, query_readings(df, attacks)).set_index("attack")
+
+
 def test_query_reduction_at_equal_success():
     df = rows(rgf=("none", [100.0, 400.0, NAN, NAN]), prgf=("sibling", [10.0, 20.0, 40.0, NAN]))
-    out = query_reduction(df, {"rgf": {}, "prgf": {"baseline": "rgf"}}).set_index("attack")
+    out = with_queries(df)
     # RGF reaches its final 50% at 400 queries; P-RGF reaches 50% at 20: 20x fewer.
     assert out.loc["prgf", "baseline_queries_needed"] == 400
     assert out.loc["prgf", "queries_needed"] == 20
     assert out.loc["prgf", "query_reduction"] == pytest.approx(20.0)
+    assert out.loc["prgf", "query_reduction_bound"] == ""
+    low, high = out.loc["prgf", ["query_reduction_ci_low", "query_reduction_ci_high"]]
+    assert low <= 20.0 <= high and low < high
     assert np.isnan(out.loc["rgf", "query_reduction"])
 
 
-def test_query_reduction_is_not_claimed_when_the_prior_attack_falls_short():
+def test_a_query_factor_that_one_side_never_reached_is_a_bound_never_inf():
+    """Read at the budget: a reference that never got there gives '>', an attack that never
+    got there '<'; queries_needed stays finite or NaN."""
     df = rows(rgf=("none", [100.0, 400.0, NAN, NAN]), prgf=("sibling", [10.0, NAN, NAN, NAN]))
-    out = query_reduction(df, {"rgf": {}, "prgf": {"baseline": "rgf"}}).set_index("attack")
-    assert out.loc["prgf", "queries_needed"] == math.inf
-    assert np.isnan(out.loc["prgf", "query_reduction"])
+    out = with_queries(df)
+    assert np.isnan(out.loc["prgf", "queries_needed"])
+    assert out.loc["prgf", "query_reduction"] == pytest.approx(400 / 1000)
+    assert out.loc["prgf", "query_reduction_bound"] == "<"
+    ref, this = np.array([[INF, INF, 300.0, 20.0]]), np.array([[5.0, 10.0, 30.0, INF]])
+    factor, bound, ref_needed, needed = query_factor(ref, this, 0.75, 1000)
+    assert factor[0] == pytest.approx(1000 / 30) and bound[0] == ">"
+    assert np.isnan(ref_needed[0]) and needed[0] == 30
+    numbers = out.select_dtypes("number").to_numpy(dtype=float)
+    assert not np.isinf(numbers).any()
 
 
-def test_amplification_divides_by_the_independent_source():
-    df = pd.DataFrame([
-        {"dataset": "d", "arch": "a", "attack": "pgd", "eps": 0.1, "source_role": r, "success_rate": s}
-        for r, s in [("sibling", 0.6), ("independent", 0.2), ("whitebox", 0.9)]])
-    amp = amplification(df)
-    assert amp[0] == pytest.approx(3.0) and amp[1:].isna().all()
+def test_query_amplification_compares_the_sibling_prior_with_the_independent_prior():
+    df = pd.concat([rows(prgf=("sibling", [10.0, 20.0, 40.0, NAN])),
+                    rows(prgf=("independent", [50.0, 200.0, NAN, NAN]))], ignore_index=True)
+    out = with_query_columns(df, query_readings(df, {"prgf": {}}))
+    sibling = out[out.source_role == "sibling"].iloc[0]
+    assert sibling.query_amplification == pytest.approx(200 / 20)  # at the independent's 50%
+    assert np.isnan(out[out.source_role == "independent"].query_amplification.iloc[0])
+
+
+def test_query_readings_take_several_levels_and_the_area_between_curves():
+    df = rows(rgf=("none", [100.0, 400.0, NAN, NAN]), prgf=("sibling", [10.0, 20.0, 40.0, NAN]))
+    readings = query_readings(df, {"rgf": {}, "prgf": {"baseline": "rgf"}})
+    by_level = readings.set_index("level")
+    assert set(by_level.index) == {"final", "25%", "50%", "area"}
+    assert by_level.loc["25%", "value"] == pytest.approx(100 / 10)
+    # areas: P-RGF (990 + 980 + 960) / 4000, RGF (900 + 600) / 4000, in points
+    assert by_level.loc["area", "value"] == pytest.approx(100 * (2930 - 1500) / 4000)
+    assert (readings.ci_low <= readings.value).all() and (readings.value <= readings.ci_high).all()
+
+
+def success_rows(sibling: list[bool], independent: list[bool]) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"dataset": "d", "arch": "a", "attack": "pgd", "eps": 0.1, "source_role": r,
+         "source_id": r, "image_success": s, "success_rate": float(np.mean(s))}
+        for r, s in [("sibling", sibling), ("independent", independent),
+                     ("whitebox", [True] * len(sibling))]])
+
+
+def test_amplification_divides_by_the_independent_source_with_a_paired_interval():
+    out = with_amplification(success_rows([True] * 6 + [False] * 14, [True] * 2 + [False] * 18))
+    assert out.amplification[0] == pytest.approx(3.0) and out.amplification[1:].isna().all()
+    assert not out.amplification_bound[0]
+    assert out.amplification_ci_low[0] < 3.0 < out.amplification_ci_high[0]
+    # pairing: the same image draws for both sources, so identical sources give exactly 1
+    same = with_amplification(success_rows([True, False] * 10, [True, False] * 10))
+    assert same.amplification_ci_low[0] == same.amplification_ci_high[0] == 1.0
+
+
+def test_amplification_over_an_independent_source_that_fooled_nothing_is_a_lower_bound():
+    out = with_amplification(success_rows([True] * 31 + [False] * 69, [False] * 100))
+    assert out.amplification[0] == 31 and out.amplification_bound[0]  # "> 31x, 0/100"
+    assert np.isfinite(out.loc[0, ["amplification_ci_low", "amplification_ci_high"]].to_numpy(float)).all()
+    ratio, bound = rate_ratio(np.zeros((1, 5), bool), np.zeros((1, 5), bool))
+    assert np.isnan(ratio[0]) and not bound[0]
 
 
 def defended_rows() -> tuple[pd.DataFrame, pd.DataFrame, dict]:

@@ -52,7 +52,9 @@ def test_headline_prints_each_rate_with_its_interval_and_count_and_marks_a_missi
     from siblings.report import headline_table
 
     base = {"arch": "a", "attack": "pgd", "eps": 0.01, "n_examples": 100,
-            "source_clean_acc": 88.0, "target_clean_acc": 89.0, "amplification": 15.0}
+            "source_clean_acc": 88.0, "target_clean_acc": 89.0, "amplification": 15.0,
+            "amplification_ci_low": 9.0, "amplification_ci_high": 24.0,
+            "amplification_bound": True}
     rows = [{**base, "source_role": "sibling", "compression": "ptq-w8a8", "n_success": 15},
             {**base, "source_role": "independent", "compression": None, "n_success": 0}]
     df = with_success_intervals(pd.DataFrame(rows).assign(
@@ -61,3 +63,31 @@ def test_headline_prints_each_rate_with_its_interval_and_count_and_marks_a_missi
     assert row["sibling success (%)"] == "15.0 [9.3, 23.3] (15/100)"
     assert row["independent success (%)"] == "0.0 [0.0, 3.7] (0/100)"
     assert row["white-box success (%)"] == "n/a"
+    assert row["amplification"] == "> 15.00x [9.00, 24.00]"
+
+
+def test_ratios_print_bounds_and_intervals_never_inf():
+    from siblings.report import ratio_text
+
+    assert ratio_text(2.5, 1.2, 4.0) == "2.50x [1.20, 4.00]"
+    assert ratio_text(31.0, 20.0, 44.0, ">") == "> 31.00x [20.00, 44.00]"
+    assert ratio_text(0.4, 0.3, 0.5, "<") == "< 0.40x [0.30, 0.50]"
+    assert ratio_text(np.nan, np.nan, np.nan) == "n/a"
+
+
+def test_the_query_headline_reads_each_prior_against_the_independent_prior():
+    from siblings.aggregate import query_readings
+    from siblings.report import query_control_table
+
+    nan = np.nan
+    df = pd.DataFrame([{"dataset": "d", "arch": "a", "eps": 0.05, "attack": "prgf",
+                        "attack_kind": "query", "source_role": role, "source_id": role,
+                        "queries_at_success": q, "query_budget": 100,
+                        "success_rate": float(np.mean(~np.isnan(q)))}
+                       for role, q in (("sibling", [2.0, 4.0, 8.0, nan]),
+                                       ("independent", [10.0, 40.0, nan, nan]),
+                                       ("whitebox", [2.0, 2.0, 2.0, 2.0]))])
+    table = query_control_table(query_readings(df, {"prgf": {}})).set_index("prior")
+    assert set(table.index) == {"sibling", "whitebox"}
+    assert table.loc["sibling", "x fewer queries (at independent's final rate)"].startswith("10.00x [")
+    assert "inf" not in table.to_string()

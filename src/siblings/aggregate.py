@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from siblings.artifacts import atomic_path
-from siblings.intervals import wilson
+from siblings.intervals import percentile_interval, resamples, wilson
 
 BENCHMARK_SCHEMA = pa.schema([
     ("dataset", pa.string()), ("arch", pa.string()), ("compression", pa.string()),
@@ -24,12 +24,19 @@ BENCHMARK_SCHEMA = pa.schema([
     ("targeted", pa.bool_()), ("eps", pa.float64()), ("steps", pa.int64()),
     ("query_budget", pa.int64()), ("n_examples", pa.int64()), ("n_success", pa.int64()),
     ("success_rate", pa.float64()), ("success_ci_low", pa.float64()),
-    ("success_ci_high", pa.float64()), ("source_success_rate", pa.float64()),
+    ("success_ci_high", pa.float64()), ("image_success", pa.list_(pa.bool_())),
+    ("source_success_rate", pa.float64()),
     ("queries_at_success", pa.list_(pa.float64())), ("mean_queries_success", pa.float64()),
     ("median_queries_success", pa.float64()), ("prior_lambda_one", pa.float64()),
-    ("amplification", pa.float64()), ("baseline_attack", pa.string()),
+    ("amplification", pa.float64()), ("amplification_ci_low", pa.float64()),
+    ("amplification_ci_high", pa.float64()), ("amplification_bound", pa.bool_()),
+    ("baseline_attack", pa.string()),
     ("baseline_success_rate", pa.float64()), ("baseline_queries_needed", pa.float64()),
     ("queries_needed", pa.float64()), ("query_reduction", pa.float64()),
+    ("query_reduction_ci_low", pa.float64()), ("query_reduction_ci_high", pa.float64()),
+    ("query_reduction_bound", pa.string()), ("query_amplification", pa.float64()),
+    ("query_amplification_ci_low", pa.float64()), ("query_amplification_ci_high", pa.float64()),
+    ("query_amplification_bound", pa.string()),
     ("grad_cosine", pa.float64()), ("grad_cosine_median", pa.float64()),
     ("grad_cosine_q10", pa.float64()), ("grad_cosine_q90", pa.float64()),
     ("agreement", pa.float64()), ("kl", pa.float64()), ("cka", pa.float64()),
@@ -68,61 +75,174 @@ def with_success_intervals(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(success_ci_low=low, success_ci_high=high)
 
 
-def amplification(df: pd.DataFrame) -> pd.Series:
-    """Sibling-source success / independent-source success at the same arch, attack and eps.
-
-    NaN for rows that are not sibling rows or have no independent counterpart; +inf when
-    the independent model never succeeded but the sibling did.
-    """
-    keys = ["dataset", "arch", "attack", "eps"]
-    indep = df[df.source_role == "independent"].set_index(keys)["success_rate"]
-    base = df.set_index(keys).index.map(lambda k: indep.get(k, np.nan)).to_numpy(dtype=float)
+def rate_ratio(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Success-rate ratio of paired per-image success matrices ``a`` over ``b`` (rows:
+    resamples or one observed set, columns: images), and whether it is a lower bound: where
+    ``b`` fooled no image it counts as one ("> x"), never inf; NaN where neither did."""
+    ka, kb = a.sum(axis=-1).astype(float), b.sum(axis=-1).astype(float)
+    bound = kb == 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = df["success_rate"].to_numpy(dtype=float) / base
-    ratio[(df["source_role"] != "sibling").to_numpy()] = np.nan
-    return pd.Series(ratio, index=df.index)
+        ratio = np.where(bound, np.where(ka == 0, np.nan, ka), ka / kb)
+    return ratio, bound & (ka > 0)
 
 
-def queries_to_reach(queries_at_success: list[float], rate: float) -> float:
-    """Fewest queries by which a fraction ``rate`` of the images had succeeded, read off
-    the per-image queries at success (NaN = never succeeded within the budget); +inf if
-    the attack never got there. ``rate`` 0 needs no queries."""
-    needed = math.ceil(rate * len(queries_at_success) - 1e-9)
-    done = np.sort(np.asarray(queries_at_success, dtype=float))
-    done = done[~np.isnan(done)]
-    if needed == 0:
-        return 0.0
-    return float(done[needed - 1]) if needed <= len(done) else math.inf
+def _counterparts(rows: pd.DataFrame, candidates: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Index of the row of ``candidates`` with the same ``keys`` as each of ``rows``
+    (NaN: none)."""
+    ref = candidates.reset_index().drop_duplicates(keys).set_index(keys)["index"]
+    return pd.Series(rows.set_index(keys).index.map(lambda k: ref.get(k, np.nan)),
+                     index=rows.index, dtype=float)
 
 
-def query_reduction(df: pd.DataFrame, attacks: dict) -> pd.DataFrame:
-    """For each query attack with a ``baseline`` (P-RGF vs RGF), the query reduction factor
-    at equal success: the queries the baseline needed to reach its final success rate,
-    divided by the queries this attack needed to reach that same rate (same arch, eps).
+def with_amplification(df: pd.DataFrame) -> pd.DataFrame:
+    """Sibling-source success over independent-source success (same arch, attack, eps), with
+    a paired bootstrap 95% interval: the two attacks ran on the same images, so both are
+    resampled with the same image draws. A lower bound (``amplification_bound``) where the
+    independent model fooled none; NaN on rows that are not sibling rows."""
+    cols = {"amplification": np.nan, "amplification_ci_low": np.nan,
+            "amplification_ci_high": np.nan, "amplification_bound": False}
+    out = df.assign(**cols)
+    ref = _counterparts(df, df[df.source_role == "independent"],
+                        ["dataset", "arch", "attack", "eps"])
+    for i in df.index[(df.source_role == "sibling") & ref.notna()]:
+        a = np.asarray(df.at[i, "image_success"], dtype=bool)
+        b = np.asarray(df.at[int(ref[i]), "image_success"], dtype=bool)
+        if len(a) != len(b):
+            raise ValueError(f"aggregate: {df.at[i, 'source_id']} and the independent source "
+                             f"were attacked on different images ({len(a)} vs {len(b)})")
+        (value,), (bound,) = rate_ratio(a[None], b[None])
+        idx = resamples(len(a))
+        low, high = percentile_interval(rate_ratio(a[idx], b[idx])[0])
+        out.loc[i, list(cols)] = [value, low, high, bool(bound)]
+    return out.astype({"amplification_bound": bool})
 
-    Censoring: an image that failed counts as never succeeding. If this attack never
-    reaches the baseline's rate within its budget, ``queries_needed`` is inf and the factor
-    is NaN (no claim); if the baseline succeeded on nothing, the factor is NaN too.
-    """
-    out = df.assign(baseline_attack=None, baseline_success_rate=np.nan,
-                    baseline_queries_needed=np.nan, queries_needed=np.nan, query_reduction=np.nan)
+
+def _queries(row: pd.Series) -> np.ndarray:
+    """Per-image queries at success, inf for an image never fooled within the budget."""
+    q = np.asarray(row.queries_at_success, dtype=float)
+    return np.where(np.isnan(q), np.inf, q)
+
+
+def queries_to_reach(queries: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Per row of ``queries`` (images in columns, inf = never fooled): the fewest queries
+    by which a fraction ``level`` of the images had been fooled; inf if never, 0 at 0."""
+    queries = np.atleast_2d(queries)
+    n = queries.shape[1]
+    k = np.ceil(np.broadcast_to(level, len(queries)) * n - 1e-9).astype(int)
+    ordered = np.sort(queries, axis=1)
+    picked = ordered[np.arange(len(queries)), np.clip(k - 1, 0, n - 1)]
+    return np.where(k == 0, 0.0, picked)
+
+
+def query_factor(ref: np.ndarray, this: np.ndarray, level: np.ndarray | None,
+                 budget: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """How many times fewer queries ``this`` needed than ``ref`` to fool a fraction
+    ``level`` of the images (None: the reference's own final success rate), per row of
+    paired per-image query matrices. An attack that never got there is read at the budget,
+    so the factor is a bound (``>`` if the reference never got there, ``<`` if this one
+    never did); NaN at level 0 or when neither got there. Also returns both queries needed
+    (NaN when not reached)."""
+    ref, this = np.atleast_2d(ref), np.atleast_2d(this)
+    level = np.isfinite(ref).mean(axis=1) if level is None else np.full(len(ref), level)
+    ref_needed, needed = queries_to_reach(ref, level), queries_to_reach(this, level)
+    undefined = (level == 0) | (np.isinf(ref_needed) & np.isinf(needed))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(undefined, np.nan,
+                          np.minimum(ref_needed, budget) / np.minimum(needed, budget))
+    bound = np.where(undefined, "", np.where(np.isinf(ref_needed), ">",
+                                             np.where(np.isinf(needed), "<", "")))
+    finite = lambda q: np.where(np.isinf(q), np.nan, q)  # noqa: E731
+    return factor, bound, finite(ref_needed), finite(needed)
+
+
+def curve_gain(ref: np.ndarray, this: np.ndarray, budget: float) -> np.ndarray:
+    """Area between the two success-vs-queries curves over the whole budget, divided by the
+    budget: the mean over images of (budget - queries at success) / budget, this minus the
+    reference, in points of success. One number per curve pair that no single image sets."""
+    area = lambda q: np.where(np.isinf(q), 0.0, (budget - q) / budget).mean(axis=1)  # noqa: E731
+    return 100 * (area(np.atleast_2d(this)) - area(np.atleast_2d(ref)))
+
+
+# Where each query reading is taken: a fixed share of the images, or the reference's final
+# success rate (None: the headline level, unaffected by how far past it the attack went).
+QUERY_LEVELS = {"final": None, "25%": 0.25, "50%": 0.5}
+QUERY_REFERENCES = ("baseline", "independent")
+
+
+def query_readings(df: pd.DataFrame, attacks: dict) -> pd.DataFrame:
+    """Every query-attack row against each of its references, in long form: the attack's
+    no-prior ``baseline`` (RGF for P-RGF) and, for prior-guided rows, the same attack with
+    the independent model as prior (the control). Per reference: the query factor at each
+    of QUERY_LEVELS and the curve gain, each with a paired bootstrap 95% interval."""
     keys = ["dataset", "arch", "eps"]
+    out = []
     for attack_id, params in attacks.items():
-        base_id = params.get("baseline")
-        if base_id is None:
+        rows = df[df.attack == attack_id]
+        if rows.empty or (rows.attack_kind != "query").any():
             continue
-        base = df[df.attack == base_id].set_index(keys)
-        for i, row in df[df.attack == attack_id].iterrows():
-            key = tuple(row[k] for k in keys)
-            if key not in base.index:
-                continue
-            b = base.loc[key]
-            base_needed = queries_to_reach(b.queries_at_success, b.success_rate)
-            needed = queries_to_reach(row.queries_at_success, b.success_rate)
-            factor = base_needed / needed if b.success_rate > 0 and math.isfinite(needed) else np.nan
-            out.loc[i, ["baseline_attack", "baseline_success_rate", "baseline_queries_needed",
-                        "queries_needed", "query_reduction"]] = [
-                base_id, b.success_rate, base_needed, needed, factor]
+        refs = {"independent": _counterparts(rows, rows[rows.source_role == "independent"],
+                                             [*keys, "attack"])}
+        if params.get("baseline") is not None:
+            refs["baseline"] = _counterparts(rows, df[df.attack == params["baseline"]], keys)
+        for reference, ref_index in refs.items():
+            for i in rows.index[ref_index.notna()]:
+                row, ref = df.loc[i], df.loc[int(ref_index[i])]
+                if reference == "independent" and row.source_role == "independent":
+                    continue
+                out.extend(_readings(row, ref, reference))
+    return pd.DataFrame(out)
+
+
+def _readings(row: pd.Series, ref: pd.Series, reference: str) -> list[dict]:
+    this, base, budget = _queries(row), _queries(ref), float(row.query_budget)
+    if len(this) != len(base):
+        raise ValueError(f"aggregate: {row.attack} {row.source_id} and its {reference} "
+                         f"reference were attacked on different images")
+    idx = resamples(len(this))
+    common = {"dataset": row.dataset, "arch": row.arch, "attack": row.attack, "eps": row.eps,
+              "source_role": row.source_role, "source_id": row.source_id,
+              "reference": reference, "reference_attack": ref.attack,
+              "reference_source": ref.source_id, "reference_success_rate": ref.success_rate,
+              "query_budget": int(budget),
+              "n_examples": len(this)}
+    found = []
+    for name, level in QUERY_LEVELS.items():
+        (value,), (bound,), (ref_needed,), (needed,) = query_factor(base, this, level, budget)
+        low, high = percentile_interval(query_factor(base[idx], this[idx], level, budget)[0])
+        found.append({**common, "statistic": "query_factor", "level": name,
+                      "value": value, "ci_low": low, "ci_high": high, "bound": bound,
+                      "queries_needed": needed, "reference_queries_needed": ref_needed})
+    low, high = percentile_interval(curve_gain(base[idx], this[idx], budget))
+    found.append({**common, "statistic": "curve_gain", "level": "area", "bound": "",
+                  "value": float(curve_gain(base, this, budget)[0]), "ci_low": low,
+                  "ci_high": high, "queries_needed": np.nan, "reference_queries_needed": np.nan})
+    return found
+
+
+def with_query_columns(df: pd.DataFrame, readings: pd.DataFrame) -> pd.DataFrame:
+    """The headline readings (factor at the reference's final success rate) on each row:
+    ``query_reduction`` against the no-prior baseline, ``query_amplification`` against the
+    independent prior, each with its interval and bound, and the queries needed."""
+    keys = ["dataset", "arch", "attack", "eps", "source_role", "source_id"]
+    out = df
+    head = (readings[(readings.statistic == "query_factor") & (readings.level == "final")]
+            if len(readings) else pd.DataFrame(columns=[*keys, "reference", "value", "ci_low",
+                                                         "ci_high", "bound", "queries_needed",
+                                                         "reference_queries_needed",
+                                                         "reference_attack",
+                                                         "reference_success_rate"]))
+    for reference, name in (("baseline", "query_reduction"), ("independent", "query_amplification")):
+        part = head[head.reference == reference].set_index(keys)
+        picked = part.reindex(pd.MultiIndex.from_frame(df[keys]))
+        out = out.assign(**{name: picked.value.to_numpy(dtype=float),
+                            f"{name}_ci_low": picked.ci_low.to_numpy(dtype=float),
+                            f"{name}_ci_high": picked.ci_high.to_numpy(dtype=float),
+                            f"{name}_bound": picked.bound.fillna("").to_numpy(dtype=object)})
+        if reference == "baseline":
+            out = out.assign(baseline_attack=picked.reference_attack.to_numpy(dtype=object),
+                             baseline_success_rate=picked.reference_success_rate.to_numpy(dtype=float),
+                             baseline_queries_needed=picked.reference_queries_needed.to_numpy(dtype=float),
+                             queries_needed=picked.queries_needed.to_numpy(dtype=float))
     return out
 
 

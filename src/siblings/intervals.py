@@ -25,3 +25,23 @@ def wilson(successes: np.ndarray, n: np.ndarray, level: float = 0.95
     low, high = np.where(k == 0, 0.0, low), np.where(k == n, 1.0, high)  # exact, not 1 - 1e-16
     empty = n == 0
     return np.where(empty, np.nan, low), np.where(empty, np.nan, high)
+
+
+RESAMPLES = 2000
+
+
+def resamples(n: int, count: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+    """``count`` bootstrap resamples of ``n`` image positions (rows of indices). Two results
+    on the same images are resampled with the same rows, so their comparison is paired."""
+    return np.random.default_rng(seed).integers(0, n, (count, n))
+
+
+def percentile_interval(draws: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the finite bootstrap ``draws``; NaN if there are none (a
+    resample where the statistic is undefined does not count)."""
+    draws = np.asarray(draws, dtype=float)
+    draws = draws[np.isfinite(draws)]
+    if len(draws) == 0:
+        return np.nan, np.nan
+    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)

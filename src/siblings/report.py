@@ -14,7 +14,9 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from siblings.artifacts import atomic_path  # noqa: E402
-from siblings.roles import DEFENDED_ROLES  # noqa: E402
+from siblings.correlate import correlation_markdown  # noqa: E402
+from siblings.intervals import wilson  # noqa: E402
+from siblings.roles import ADAPTIVE_ROLES, DEFENDED_ROLES  # noqa: E402
 
 BASELINE_ROLES = ("independent", "cross-arch", "whitebox")
 
@@ -40,13 +42,24 @@ def _blank(out: str | Path, why: str) -> None:
     _save(figure, out)
 
 
+def _palette(labels: pd.Series) -> dict[str, tuple]:
+    names = sorted(labels.unique())
+    return dict(zip(names, sns.color_palette("colorblind", len(names))))
+
+
 def transfer_figure(df: pd.DataFrame, out: str | Path) -> None:
-    """Transfer success vs eps, one panel per architecture (and attack), one line per source."""
-    data = df.assign(source=df.apply(source_label, axis=1),
-                     success=100 * df["success_rate"])
+    """Transfer success vs eps, one panel per architecture (and attack), one line per
+    source, each point with its Wilson 95% interval."""
+    data = df.assign(source=df.apply(source_label, axis=1), success=100 * df["success_rate"],
+                     low=100 * df["success_ci_low"], high=100 * df["success_ci_high"])
+    palette = _palette(data.source)
     grid = sns.relplot(data=data, x="eps", y="success", hue="source", style="source",
                        col="arch", row="attack", kind="line", markers=True, dashes=False,
-                       height=3.0, aspect=1.0, facet_kws={"sharey": True})
+                       palette=palette, height=3.0, aspect=1.0, facet_kws={"sharey": True})
+    for (attack, arch), ax in grid.axes_dict.items():
+        for source, d in data[(data.attack == attack) & (data.arch == arch)].groupby("source"):
+            ax.errorbar(d.eps, d.success, yerr=[d.success - d.low, d.high - d.success],
+                        fmt="none", ecolor=palette[source], elinewidth=0.8, capsize=2)
     grid.set_axis_labels("eps (L-inf, pixels in [0, 1])", "transfer success on target (%)")
     grid.set_titles("{col_name} / {row_name}")
     grid.figure.suptitle(f"Transfer success against the full model ({df.dataset.iloc[0]})",
@@ -63,24 +76,32 @@ def query_curves(df: pd.DataFrame) -> pd.DataFrame:
         done = np.sort(np.asarray(r.queries_at_success, dtype=float))
         done = done[~np.isnan(done)]
         steps = np.unique(np.concatenate([[1.0], done, [float(r.query_budget)]]))
-        for q in steps:
-            rows.append({"arch": r.arch, "eps": r.eps, "queries": q,
-                         "source": f"{r.attack} / {source_label(r)}",
-                         "success": 100 * np.searchsorted(done, q, side="right") / len(r.queries_at_success)})
+        fooled = np.searchsorted(done, steps, side="right")
+        n = len(r.queries_at_success)
+        low, high = wilson(fooled, np.full(len(fooled), n))
+        rows += [{"arch": r.arch, "eps": r.eps, "queries": q,
+                  "source": f"{r.attack} / {source_label(r)}", "success": 100 * k / n,
+                  "low": 100 * lo, "high": 100 * hi}
+                 for q, k, lo, hi in zip(steps, fooled, low, high)]
     return pd.DataFrame(rows)
 
 
 def query_figure(df: pd.DataFrame, out: str | Path) -> None:
-    """Success vs queries for every query attack and prior, one panel per architecture."""
+    """Success vs queries for every query attack and prior, one panel per architecture,
+    each curve with its pointwise Wilson 95% band."""
     data = query_curves(df)
     if data.empty:
         _blank(out, "no query attacks in this run's config")
         return
+    palette = _palette(data.source)
     grid = sns.relplot(data=data, x="queries", y="success", hue="source", col="arch",
-                       row="eps", kind="line", drawstyle="steps-post", height=3.0, aspect=1.1,
-                       facet_kws={"sharey": True, "sharex": True})
-    for ax in grid.axes.flat:
+                       row="eps", kind="line", drawstyle="steps-post", palette=palette,
+                       height=3.0, aspect=1.1, facet_kws={"sharey": True, "sharex": True})
+    for (eps, arch), ax in grid.axes_dict.items():
         ax.set_xscale("log")
+        for source, d in data[(data.eps == eps) & (data.arch == arch)].groupby("source"):
+            ax.fill_between(d.queries, d.low, d.high, step="post", color=palette[source],
+                            alpha=0.12, linewidth=0)
     grid.set_axis_labels("queries to the target (log)", "images fooled (%)")
     grid.set_titles("{col_name}, eps {row_name}")
     grid.figure.suptitle("Query attacks: success within q queries (curves end at the budget)",
@@ -131,8 +152,18 @@ def product_table(models: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def _fmt_ratio(x: float) -> str:
-    return "n/a" if pd.isna(x) else ("inf" if x == float("inf") else f"{x:.2f}x")
+def ratio_text(value: float, low: float, high: float, bound: str | bool = "") -> str:
+    """A ratio as the report prints it: value and bootstrap 95% interval; a bound (the
+    reference fooled nothing, or one side never reached the level within the budget) is
+    marked ">" or "<", so no ratio is ever printed as inf."""
+    if pd.isna(value):
+        return "n/a"
+    mark = {True: "> ", False: ""}.get(bound, f"{bound} " if bound else "")
+    return f"{mark}{value:.2f}x [{low:.2f}, {high:.2f}]"
+
+
+def _row_ratio(r: pd.Series, name: str) -> str:
+    return ratio_text(r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"], r[f"{name}_bound"])
 
 
 def success_text(r: pd.Series) -> str:
@@ -164,25 +195,45 @@ def headline_table(df: pd.DataFrame) -> pd.DataFrame:
             "independent success (%)": others.get("independent", "n/a"),
             "cross-arch success (%)": others.get("cross-arch", "n/a"),
             "white-box success (%)": others.get("whitebox", "n/a"),
-            "amplification": _fmt_ratio(r.amplification),
+            "amplification": _row_ratio(r, "amplification"),
         })
     return pd.DataFrame(rows)
 
 
 def query_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per arch, eps and query attack/prior: success within budget, queries over successes
-    and, for prior-guided attacks, the query reduction factor against their baseline."""
+    and, for prior-guided attacks, how many times fewer queries it needed than the no-prior
+    baseline and than the independent model as prior, each at the reference's final
+    success rate."""
     q = df[df.attack_kind == "query"]
     return pd.DataFrame([{
         "arch": r.arch, "eps": r.eps, "attack": r.attack, "prior": source_label(r),
         "budget": int(r.query_budget), "success (%)": success_text(r),
-        "mean queries (successes)": f"{r.mean_queries_success:.0f}",
         "median queries (successes)": f"{r.median_queries_success:.0f}",
         "lambda = 1 (%)": "" if pd.isna(r.prior_lambda_one) else f"{100 * r.prior_lambda_one:.0f}",
-        "queries to baseline's rate": "" if pd.isna(r.queries_needed) else f"{r.queries_needed:.0f}",
-        "baseline needed": "" if pd.isna(r.baseline_queries_needed) else f"{r.baseline_queries_needed:.0f}",
-        "query reduction": "" if pd.isna(r.baseline_attack) else _fmt_ratio(r.query_reduction),
+        "vs no prior": "" if pd.isna(r.baseline_attack) else _row_ratio(r, "query_reduction"),
+        "vs independent prior": ("" if r.source_role == "independent"
+                                 else _row_ratio(r, "query_amplification")),
     } for _, r in q.sort_values(["arch", "eps", "attack", "source_role"]).iterrows()])
+
+
+def query_control_table(readings: pd.DataFrame) -> pd.DataFrame:
+    """The query headline: each prior against the independent model as prior, read at the
+    independent prior's final success rate, at 50% of the images and as the area between
+    the success curves (points of success averaged over the budget)."""
+    r = readings[readings.reference == "independent"]
+    if r.empty:
+        return pd.DataFrame()
+    text = r.assign(text=[
+        (ratio_text(x.value, x.ci_low, x.ci_high, x.bound) if x.statistic == "query_factor"
+         else f"{x.value:+.1f} [{x.ci_low:+.1f}, {x.ci_high:+.1f}]") for x in r.itertuples()])
+    table = text.pivot_table(index=["arch", "eps", "attack", "source_role", "source_id"],
+                             columns="level", values="text", aggfunc="first")
+    table = table.reindex(columns=["final", "50%", "area"]).reset_index()
+    return table.rename(columns={
+        "source_role": "prior", "source_id": "source",
+        "final": "x fewer queries (at independent's final rate)",
+        "50%": "x fewer queries (to 50%)", "area": "curve gain (pts)"})
 
 
 # --- similarity and the defense ---------------------------------------------------------
@@ -215,10 +266,10 @@ def similarity_figure(df: pd.DataFrame, corr: pd.DataFrame, out: str | Path) -> 
             xs = np.linspace(data.grad_cosine.min(), data.grad_cosine.max(), 2)
             ax.plot(xs, slope * xs + intercept, color="grey", lw=1)
         c = corr[(corr.attack == attack) & (corr.metric == "grad_cosine")]
-        rho = (f"rho {c.spearman.iloc[0]:.2f} [{c.ci_low.iloc[0]:.2f}, {c.ci_high.iloc[0]:.2f}]"
-               if len(c) else "")
+        rho = "\n".join(f"{r.analysis} rho {r.spearman:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+                        for r in c.drop_duplicates("analysis").itertuples())
         query = data.attack_kind.iloc[0] == "query"
-        ax.set_title(f"{attack}{'' if query else f' eps {data.eps.min():g}'}: {rho}", fontsize=9)
+        ax.set_title(f"{attack}{'' if query else f' eps {data.eps.min():g}'}\n{rho}", fontsize=8)
         ax.set_xlabel("input-gradient cosine with the full model")
         ax.set_ylabel("query reduction (x)" if query else "transfer success (%)")
         ax.legend(fontsize=6)
@@ -234,6 +285,13 @@ DEFENSE_MEASURES = {
               "success_rate": "success (%)"},
 }
 ACCURACY = "clean accuracy (%)"
+# The columns of the defense table: where each comes from, as (source role, defense); the
+# defense itself stands for the row's, None for its control. Every adaptive attacker is
+# shown on the defended sibling and, as its reference, on the sibling as published.
+DEFENSE_SOURCES = {"undefended": ("sibling", "none"), "control": ("defended", None),
+                   "defended": ("defended", "*"),
+                   **{role: (role, "*") for role in ADAPTIVE_ROLES},
+                   **{f"{role} (undefended)": (role, "none") for role in ADAPTIVE_ROLES}}
 
 
 def defense_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -249,8 +307,8 @@ def defense_table(df: pd.DataFrame) -> pd.DataFrame:
     for (arch, attack, eps, sibling, defense), g in defended.groupby(
             ["arch", "attack", "eps", "compression", "defense"]):
         first = g.iloc[0]
-        sources = {"undefended": ("sibling", "none"), "control": ("defended", first.defense_control),
-                   **{role: (role, defense) for role in DEFENDED_ROLES}}
+        which = {"*": defense, None: first.defense_control}
+        sources = {name: (role, which.get(d, d)) for name, (role, d) in DEFENSE_SOURCES.items()}
         keys = {name: (arch, attack, eps, role, sibling, d) for name, (role, d) in sources.items()}
         found = {name: index.loc[key] for name, key in keys.items() if key in index.index}
         measures = dict(DEFENSE_MEASURES[first.attack_kind])
@@ -274,7 +332,7 @@ def defense_figure(table: pd.DataFrame, out: str | Path) -> None:
     if table.empty:
         _blank(out, "no defense with lam > 0 in this run's config")
         return
-    sources = ["undefended", "control", *DEFENDED_ROLES]
+    sources = [s for s in DEFENSE_SOURCES if table[s].notna().any()]
     long = table.assign(
         target=table.sibling + "+" + table.defense,
         panel=(table.attack + " " + table.label).str.strip()).melt(
@@ -328,7 +386,7 @@ def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
 def _fmt(measure: str, x: float) -> str:
     if pd.isna(x):
         return ""
-    return {"success_rate": f"{100 * x:.1f}", "query_reduction": _fmt_ratio(x)}.get(measure, f"{x:.2f}")
+    return {"success_rate": f"{100 * x:.1f}", "query_reduction": f"{x:.2f}x"}.get(measure, f"{x:.2f}")
 
 
 def _change(r: pd.Series) -> str:
@@ -349,18 +407,9 @@ def defense_markdown(table: pd.DataFrame) -> str:
     return pd.DataFrame([{
         "arch": r.arch, "sibling": r.sibling, "defense": r.defense,
         "measure": f"{r.attack} {r.label}".strip(),
-        **{name: _fmt(r.measure, r[name]) for name in ("undefended", "control", *DEFENDED_ROLES)},
+        **{name: _fmt(r.measure, r[name]) for name in DEFENSE_SOURCES if table[name].notna().any()},
         "defended vs control": _change(r), "failed": "FAILED" if r.failed else "",
     } for _, r in table.iterrows()]).to_markdown(index=False)
-
-
-def correlation_markdown(corr: pd.DataFrame) -> str:
-    if corr.empty:
-        return "(no sibling pairs to correlate)"
-    return corr.assign(
-        interval=[f"[{lo:.2f}, {hi:.2f}]" for lo, hi in zip(corr.ci_low, corr.ci_high)],
-        spearman=corr.spearman.round(3))[["attack", "eps", "outcome", "metric", "n_pairs",
-                                          "spearman", "interval"]].to_markdown(index=False)
 
 
 def support_markdown(support: pd.DataFrame) -> str:
@@ -380,7 +429,7 @@ def support_markdown(support: pd.DataFrame) -> str:
 
 
 def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
-                     support: pd.DataFrame) -> str:
+                     readings: pd.DataFrame, support: pd.DataFrame) -> str:
     """The report text: headline table, all rows by eps, queries, similarity, the defense,
     model accuracies, the support matrix, provenance."""
     queries = df[df.attack_kind == "query"]
@@ -398,7 +447,10 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
         "Transfer attacks against the full-scale model. Success = the target misclassifies an",
         "image it classified correctly. Amplification = sibling-source success divided by",
         "independent-source success (same architecture, other seed) at the same eps. Every",
-        "success rate reads: percent [Wilson 95% interval] (images fooled / images attacked).",
+        "success rate reads: percent [Wilson 95% interval] (images fooled / images attacked);",
+        "every ratio: value [paired bootstrap 95% interval, 2,000 resamples of the images,",
+        "the same draws for both sides]. \"> x\": the independent source fooled no image and",
+        "is counted as one, so the ratio is at least x.",
         "",
         f"## Headline (smallest eps = {df.eps.min():g})",
         "",
@@ -413,13 +465,28 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
         "## Query attacks on the black-box target",
         "",
         "Every image sent to the target counts as a query; the budget is per image and never",
-        "exceeded. Success = fooled within the budget. Mean and median queries are over",
-        "successes only, so they are biased low (failures spent the whole budget). The query",
-        "reduction factor = the queries the no-prior baseline needed to reach its final",
-        "success rate, divided by the queries the prior-guided attack needed to reach that",
-        "same rate, read off the per-image curves (failures never succeed); blank = not",
-        "reached within the budget, or the baseline fooled nothing. lambda = 1: share of",
-        "P-RGF iterations that stepped along the prior with no sampling.",
+        "exceeded. Success = fooled within the budget.",
+        "",
+        "### Does the sibling help more than any other surrogate?",
+        "",
+        "Each prior against the independent model (same architecture, other seed) as prior,",
+        "on the same images: how many times fewer queries it needed to fool as many images",
+        "as the independent prior fooled in all (and 50% of them), and the area between the",
+        "two success-vs-queries curves divided by the budget (points of success, averaged",
+        "over the budget; positive = this prior is ahead). An attack that never reached the",
+        "level is read at the budget, so the factor is a bound (\">\" or \"<\"); n/a = neither",
+        "reached it. results/<run>/queries.parquet holds every reading.",
+        "",
+        (query_control_table(readings).to_markdown(index=False)
+         if len(query_control_table(readings)) else "(no prior-guided attack with an independent prior)"),
+        "",
+        "### Every query attack",
+        "",
+        "Median queries are over successes only, so biased low (failures spent the whole",
+        "budget). vs no prior: how many times fewer queries than the no-prior baseline (RGF)",
+        "needed to reach the baseline's final success rate; vs independent prior: the same",
+        "against the independent prior's final rate. lambda = 1: share of P-RGF iterations",
+        "that stepped along the prior with no sampling. Square is the strong no-prior floor.",
         "",
         query_table(queries).to_markdown(index=False) if len(queries) else "(no query attacks configured)",
         "",
@@ -430,9 +497,14 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
         "Similarity of each source to the full model on a fixed seeded set of test images",
         "(results/<run>/similarity.parquet). The gradient is that of the logit margin (true",
         "class minus the best other), which does not saturate like cross-entropy. Spearman's",
-        "rho with a 95% bootstrap interval (2,000 resamples of the pairs), over every",
-        "(architecture, sibling) pair, defended siblings included; KL is a divergence, so",
-        "similar models have a small KL and its rho has the opposite sign.",
+        "rho with a 95% bootstrap interval (2,000 resamples of the pairs), over the",
+        "(architecture, sibling) pairs, defended siblings included. pooled: all pairs as one",
+        "set, which at a small eps mostly ranks how easy each target is; within-arch: ranks",
+        "taken within each architecture (the bootstrap resamples within each), the analysis",
+        "that controls for the target; normalised_success: success divided by the white-box",
+        "success on the same target. 'per arch' eps: each architecture's eps where its",
+        "white-box success is closest to 50%, read off this run's rows. KL is a divergence,",
+        "so similar models have a small KL and its rho has the opposite sign.",
         "",
         correlation_markdown(corr),
         "",
@@ -443,10 +515,14 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
         "Each defended sibling (lam > 0) against its lam = 0 control (the same fine-tuning",
         "schedule without the penalty) and the sibling as published. Transfer: success (%)",
         "at the attack's smallest eps. Query: P-RGF's query reduction factor at equal success",
-        "against its no-prior baseline (lower = the prior helps less). reversed: the adaptive",
-        "attacker who negates the defended sibling's gradient; extracted: a fresh model",
-        "distilled from the defended sibling's scores. FAILED: it lost more accuracy than",
-        "its tolerance against the undefended sibling.",
+        "against its no-prior baseline (lower = the prior helps less). The adaptive",
+        "attackers, each on the defended sibling and, \"(undefended)\", on the sibling as",
+        "published: averaged, PGD on the sibling's gradient averaged over 8 fixed random",
+        "points of the L-inf ball of radius 0.03 around the current image; extracted, a",
+        "fresh model distilled from the sibling's scores until within 3 points of its",
+        "calibration accuracy (models.parquet: failed = it never got there); reversed, the",
+        "negated gradient, only against the cosine penalty. FAILED: the defense lost more",
+        "accuracy than its tolerance against the undefended sibling.",
         "",
         defense,
         "",

@@ -8,6 +8,7 @@ rule aggregate:
         models=MODELS,
         similarity=SIMILARITY_ALL,
         correlations=CORRELATIONS,
+        queries=QUERY_READINGS,
         support=SUPPORT_TABLE,
         config=f"results/{NAME}/config.yaml",
     log:

@@ -3,6 +3,7 @@ rule report:
         benchmark=BENCHMARK,
         models=MODELS,
         correlations=CORRELATIONS,
+        queries=QUERY_READINGS,
         support=SUPPORT_TABLE,
     output:
         figure=report(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import yaml
 
-from siblings.aggregate import (BENCHMARK_SCHEMA, MODELS_SCHEMA, amplification, model_row,
-                                query_reduction, with_defense, with_sibling_measurements,
-                                with_similarity, with_success_intervals, write_frame, write_table)
+from siblings.aggregate import (BENCHMARK_SCHEMA, MODELS_SCHEMA, model_row, query_readings,
+                                with_amplification, with_defense, with_query_columns,
+                                with_sibling_measurements, with_similarity,
+                                with_success_intervals, write_frame, write_table)
 from siblings.artifacts import atomic_path, read_json
 from siblings.correlate import correlations
 from siblings.logs import log
@@ -17,11 +18,13 @@ from siblings.stages.runner import stage
 
 def run(attack_tables: list[str], similarity_tables: list[str],
         model_sidecars: dict[str, list[str]], config: dict, benchmark_out: str,
-        models_out: str, similarity_out: str, correlations_out: str, config_out: str,
+        models_out: str, similarity_out: str, correlations_out: str, queries_out: str,
+        config_out: str,
         support: list[dict], support_out: str, log_file: str | None = None) -> None:
     """Concatenates attack tables into ``benchmark_out``, model sidecars into
     ``models_out`` and similarity tables into ``similarity_out``; correlates similarity
-    with attack outcomes into ``correlations_out``.
+    with attack outcomes into ``correlations_out``; every query attack's readings against
+    its references (the no-prior baseline, the independent prior) into ``queries_out``.
 
     ``model_sidecars`` maps a role (full, independent, sibling, defended, extracted) to its
     sidecar paths. The validated ``config`` is saved beside them, so every row's
@@ -37,8 +40,9 @@ def run(attack_tables: list[str], similarity_tables: list[str],
         df = pd.concat([pd.read_parquet(p) for p in attack_tables], ignore_index=True)
         df = with_success_intervals(with_sibling_measurements(df, models))
         df = with_similarity(df, sim)
-        df["amplification"] = amplification(df)
-        df = query_reduction(df, config["attacks"])
+        df = with_amplification(df)
+        readings = query_readings(df, config["attacks"])
+        df = with_query_columns(df, readings)
         df = with_defense(df, models, config["defenses"])
         df = df.assign(**stamp, git_commit=git_commit(),
                        package_versions=str(sorted(package_versions().items())))
@@ -48,6 +52,7 @@ def run(attack_tables: list[str], similarity_tables: list[str],
         write_table(models.assign(**stamp), MODELS_SCHEMA, models_out)
         write_frame(sim.assign(dataset=dataset, **stamp), similarity_out)
         write_frame(corr.assign(dataset=dataset, **stamp), correlations_out)
+        write_frame(readings.assign(**stamp), queries_out)
         write_frame(pd.DataFrame(support).assign(dataset=dataset, **stamp), support_out)
         with atomic_path(config_out) as tmp:
             tmp.write_text(f"# config_hash: {digest}\n" + yaml.safe_dump(config, sort_keys=True))

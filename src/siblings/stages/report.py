@@ -12,7 +12,7 @@ from siblings.roles import DEFENDED_ROLES
 from siblings.stages.runner import stage
 
 
-def run(benchmark: str, models: str, correlations: str, support: str,
+def run(benchmark: str, models: str, correlations: str, queries: str, support: str,
         outputs: dict[str, str], log_file: str | None = None) -> None:
     """Draws every figure and ``summary.md``; ``outputs`` maps figure/efficiency/queries/
     similarity/defense/sweep/summary to their paths."""
@@ -27,5 +27,6 @@ def run(benchmark: str, models: str, correlations: str, support: str,
         defense_figure(defense_table(df), outputs["defense"])
         sweep_figure(df, outputs["sweep"])
         with atomic_path(outputs["summary"]) as tmp:
-            tmp.write_text(summary_markdown(df, mdf, corr, pd.read_parquet(support)))
+            tmp.write_text(summary_markdown(df, mdf, corr, pd.read_parquet(queries),
+                                            pd.read_parquet(support)))
         log.info("report written: %s", ", ".join(outputs.values()))
