@@ -38,7 +38,8 @@ def test_the_penalty_reaches_quantized_weights_through_double_backprop(trained, 
 
 def test_unpairing_lowers_the_gradient_cosine_and_keeps_the_sibling(trained, blobs):
     """On this toy task plain fine-tuning also scrambles the gradients (its pixels outside
-    the squares are noise), so the comparison with the lam = 0 control is the benchmark's."""
+    the squares are noise), so the comparison with the lam = 0 control is the benchmark's
+    (see the next test)."""
     x, y = blobs
     sibling, measured, before = defended(trained, blobs, PTQ, lr=0.001)
     assert before > 0.9
@@ -47,6 +48,17 @@ def test_unpairing_lowers_the_gradient_cosine_and_keeps_the_sibling(trained, blo
     with torch.no_grad():
         assert (sibling(x).argmax(1) == y).float().mean() > 0.9  # still a useful sibling
     assert fake_quant_modules(sibling)  # still in its compressed form
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "measured: on the toy task the lam = 0 control ends with a lower gradient cosine than "
+    "the defended sibling (-0.07 vs 0.29 here; 0.57 vs 0.95 at lr 3e-4): the penalty's "
+    "effect is read off the default run's control, not this task"))
+def test_unpairing_beats_its_lam_zero_control_on_the_toy_task(trained, blobs):
+    x, y = blobs
+    sibling, _, _ = defended(trained, blobs, PTQ, lr=0.001)
+    control, _, _ = defended(trained, blobs, PTQ, lr=0.001, lam=0.0)
+    assert mean_cosine(trained, sibling, x, y) < mean_cosine(trained, control, x, y) - 0.3
 
 
 def test_pruning_masks_survive_the_defense(trained, blobs):

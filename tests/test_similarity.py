@@ -34,15 +34,48 @@ def test_a_quantized_sibling_is_similar_but_not_identical(trained, blobs):
     assert values["kl"] > 0
 
 
+class Scaled(torch.nn.Module):
+    def __init__(self, model, factor):
+        super().__init__()
+        self.model, self.factor = model, factor
+
+    def forward(self, x):
+        return self.factor * self.model(x)
+
+
 def test_the_margin_gradient_survives_saturation(trained, blobs):
-    """A confident model's cross-entropy gradient is tiny; the margin's is not."""
+    """On one and the same confident model (logits x 50) the cross-entropy gradient all but
+    vanishes while the margin's does not, and the margin's direction ignores the scale."""
     x, y = blobs
-    scaled = torch.nn.Sequential(trained, torch.nn.Identity())
+    confident = Scaled(trained, 50.0).eval()
     xr = x[:20].clone().requires_grad_(True)
-    ce = torch.nn.functional.cross_entropy(50 * scaled(xr), y[:20], reduction="sum")
+    ce = torch.nn.functional.cross_entropy(confident(xr), y[:20], reduction="sum")
     (ce_grad,) = torch.autograd.grad(ce, xr)
-    _, margin_grad = input_gradient(scaled, x[:20], y[:20])
+    _, margin_grad = input_gradient(confident, x[:20], y[:20])
     assert margin_grad.norm(dim=1).min() > 1e3 * ce_grad.flatten(1).norm(dim=1).median()
+    _, plain = input_gradient(trained, x[:20], y[:20])
+    cosine = torch.nn.functional.cosine_similarity(margin_grad, plain)
+    assert torch.allclose(cosine, torch.ones_like(cosine), atol=1e-5)
+
+
+def test_the_averaged_view_averages_the_gradient_over_fixed_points_of_the_ball(trained, blobs):
+    from siblings.gradients import AveragedGradient
+
+    x, y = blobs
+    view = AveragedGradient(trained, radius=0.03, samples=4, seed=0).eval()
+    xr = x[:6].clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(torch.nn.functional.nll_loss(view(xr), y[:6], reduction="sum"), xr)
+    offsets = view.offsets(x.shape[1:], x.device)
+    assert offsets.abs().max() <= 0.03 and len(offsets) == 4
+    expected = torch.zeros_like(grad)
+    for offset in offsets:
+        xo = x[:6].clone().requires_grad_(True)
+        ce = torch.nn.functional.cross_entropy(trained((xo + offset).clamp(0, 1)), y[:6],
+                                               reduction="sum")
+        expected += torch.autograd.grad(ce, xo)[0] / 4
+    assert torch.allclose(grad, expected, atol=1e-6, rtol=1e-4)
+    # the same offsets for every image and batch: one image alone gets its batch's answer
+    assert torch.allclose(view(x[:1]), view(x[:6])[:1], atol=1e-6)
 
 
 def test_cka_ignores_rotation_and_scale_but_not_noise():

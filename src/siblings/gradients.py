@@ -48,6 +48,32 @@ class ReversedGradient(nn.Module):
         return 2 * out.detach() - out
 
 
+class AveragedGradient(nn.Module):
+    """``model`` seen through ``samples`` random points of the L-inf ball of ``radius``
+    around each input: its output is the mean log-probability over those points, so the
+    gradient of any loss of it averages the model's gradients there. The adaptive attacker's
+    answer to a penalty applied only at clean points (expectation over transformation).
+    The offsets are drawn once, seeded, and shared by every image and step, so the view is
+    deterministic and independent of the batch."""
+
+    def __init__(self, model: nn.Module, radius: float = 0.03, samples: int = 8,
+                 seed: int = 0) -> None:
+        super().__init__()
+        self.model, self.radius, self.samples, self.seed = model, radius, samples, seed
+        self._offsets: torch.Tensor | None = None
+
+    def offsets(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        if self._offsets is None or self._offsets.shape[1:] != shape:
+            g = torch.Generator().manual_seed(self.seed)
+            self._offsets = (torch.rand(self.samples, *shape, generator=g) * 2 - 1) * self.radius
+        return self._offsets.to(device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        points = (x[None] + self.offsets(x.shape[1:], x.device)[:, None]).clamp(0, 1)
+        out = F.log_softmax(self.model(points.flatten(0, 1)), dim=1)
+        return out.view(self.samples, len(x), -1).mean(0)
+
+
 class _HardSigmoid(nn.Module):
     """Hard-sigmoid as ``relu6(x + 3) / 6``: the same values (bit for bit on the CPU), in
     ops PyTorch can differentiate twice; ``nn.Hardsigmoid``'s backward has no derivative."""

@@ -40,17 +40,24 @@ class Views:
 
 
 def views(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 250) -> Views:
+    """Logits, margin gradients and penultimate features of ``model`` on ``x``. A model
+    that scores several points per image (the averaged view) gets their mean feature."""
     model.eval()
     seen: list[torch.Tensor] = []
     hook = classifier_layer(model).register_forward_pre_hook(
         lambda _m, inputs: seen.append(inputs[0].detach().flatten(1)))
+    parts, features = [], []
     try:
-        parts = [input_gradient(model, x[i:i + batch_size], y[i:i + batch_size])
-                 for i in range(0, len(y), batch_size)]
+        for i in range(0, len(y), batch_size):
+            seen.clear()
+            parts.append(input_gradient(model, x[i:i + batch_size], y[i:i + batch_size]))
+            found, n = torch.cat(seen), len(parts[-1][0])
+            features.append(found.view(len(found) // n, n, -1).mean(0))
     finally:
         hook.remove()
     return Views(torch.cat([p[0].detach() for p in parts]).cpu().double(),
-                 torch.cat([p[1] for p in parts]).cpu().double(), torch.cat(seen).cpu().double())
+                 torch.cat([p[1] for p in parts]).cpu().double(),
+                 torch.cat(features).cpu().double())
 
 
 Metric = Callable[[Views, Views], dict]

@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from siblings.checkpoints import load_model
-from siblings.gradients import ReversedGradient
+from siblings.gradients import AveragedGradient, ReversedGradient
 from siblings.models import SiblingNet
 
 # How an attacker uses the loaded model, where it is more than "as is".
-ROLE_VIEWS: dict[str, Callable[[SiblingNet], nn.Module]] = {"reversed": ReversedGradient}
+ROLE_VIEWS: dict[str, Callable[[SiblingNet], nn.Module]] = {"reversed": ReversedGradient,
+                                                            "averaged": AveragedGradient}
 
 
 def load_source(role: str, path: str | Path, device: torch.device | str = "cpu"

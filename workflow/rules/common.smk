@@ -5,7 +5,7 @@ import re
 import sys
 from pathlib import Path
 
-from siblings.roles import NO_SOURCE, SOURCE_ROLES, defended_id
+from siblings.roles import ADAPTIVE_ROLES, NO_SOURCE, SOURCE_ROLES, defended_id
 from siblings.attacks import ATTACKS as ATTACK_METHODS
 from siblings.checkpoints import Start
 from siblings.config import validate
@@ -45,13 +45,16 @@ DATA = f"{RESULTS}/data.safetensors"
 FULL = f"{RESULTS}/models/{{arch}}/full/seed{{seed}}.safetensors"
 SIBLING = f"{RESULTS}/models/{{arch}}/sibling/{{compression}}.safetensors"
 DEFENDED = f"{RESULTS}/models/{{arch}}/defended/{{compression}}+{{defense}}.safetensors"
-EXTRACTED = f"{RESULTS}/models/{{arch}}/extracted/{{compression}}+{{defense}}.safetensors"
+# {source}: "<compression>+<defense>" (a defended sibling) or "<compression>" (the
+# undefended sibling, the adaptive attacker's reference)
+EXTRACTED = f"{RESULTS}/models/{{arch}}/extracted/{{source}}.safetensors"
 ATTACK = f"{RESULTS}/attacks/{{arch}}/{{attack}}/{{role}}.parquet"
 SIMILARITY = f"{RESULTS}/similarity/{{arch}}.parquet"
 BENCHMARK = f"results/{NAME}/benchmark.parquet"
 MODELS = f"results/{NAME}/models.parquet"
 SIMILARITY_ALL = f"results/{NAME}/similarity.parquet"
 CORRELATIONS = f"results/{NAME}/correlations.parquet"
+QUERY_READINGS = f"results/{NAME}/queries.parquet"
 SUPPORT_TABLE = f"results/{NAME}/support.parquet"
 REPORT_FILES = [f"reports/{NAME}/{figure}.png" for figure in (
     "transfer_success", "accuracy_vs_size", "query_success", "similarity", "defense",
@@ -68,6 +71,7 @@ wildcard_constraints:
     attack=_alternatives(ATTACKS),
     defense=_alternatives(DEFENSES) if DEFENSES else "$^",
     role=_alternatives([*SOURCE_ROLES, NO_SOURCE]),
+    source=rf"({_alternatives(COMPRESSIONS)})(\+({_alternatives(DEFENSES) if DEFENSES else '$^'}))?",
     seed=r"\d+",
 
 
@@ -80,10 +84,10 @@ def attack_roles(attack):
     return params.get("roles", ROLES)
 
 
-def defended_siblings(arch, siblings=None, defenses=None, adaptive=False):
+def defended_siblings(arch, siblings=None, defenses=None, adaptive=False, forms=None):
     """Ids "<compression>+<defense>" of this architecture's defended siblings, optionally
-    only of some siblings and defenses; ``adaptive``: only those the adaptive attackers
-    target (never a lam = 0 control: there is nothing to adapt to)."""
+    only of some siblings, defenses and penalty forms; ``adaptive``: only those the adaptive
+    attackers target (never a lam = 0 control: there is nothing to adapt to)."""
     return [
         defended_id(c, d)
         for d in defenses or DEFENSES
@@ -91,9 +95,22 @@ def defended_siblings(arch, siblings=None, defenses=None, adaptive=False):
         if arch in config["defenses"][d].get("archs", ARCHS)
         and SUPPORT.defended_ok(arch, c, d)
         and (siblings is None or c in siblings)
+        and (forms is None or config["defenses"][d]["form"] in forms)
         and not (adaptive and (config["defenses"][d]["lam"] == 0
                                or not config["defenses"][d]["adaptive"]))
     ]
+
+
+def adaptive_sources(arch, chosen, role):
+    """What an adaptive attacker attacks from: the defended siblings it targets, then, as
+    its reference, each of their undefended siblings. Reversal only means something
+    against the cosine penalty (|c| and c^2 do not reward a gradient pointing away)."""
+    forms = ("cosine",) if role == "reversed" else None
+    targets = defended_siblings(arch, *chosen, adaptive=True, forms=forms)
+    if role == "extracted":
+        extracted = config["extract"].get("siblings", COMPRESSIONS)
+        targets = [s for s in targets if s.split("+")[0] in extracted]
+    return targets + sorted({s.split("+")[0] for s in targets})
 
 
 def compressions_of(arch, chosen=None):
@@ -110,19 +127,19 @@ def role_sources(arch, attack, role):
         "whitebox": lambda: [f"seed{SEED_FULL}"],
         "cross-arch": lambda: [config["cross_arch"][arch]],
         "defended": lambda: defended_siblings(arch, *chosen),
-        "reversed": lambda: defended_siblings(arch, *chosen, adaptive=True),
-        "extracted": lambda: [s for s in defended_siblings(arch, *chosen, adaptive=True)
-                              if s.split("+")[0] in config["extract"].get("siblings", COMPRESSIONS)],
+        **{role: (lambda role=role: adaptive_sources(arch, chosen, role))
+           for role in ADAPTIVE_ROLES},
         NO_SOURCE: lambda: [NO_SOURCE],
     }[role]()
 
 
-def _defended_path(pattern):
-    def path(arch, source):
-        compression, defense = source.split("+")
-        return pattern.format(arch=arch, compression=compression, defense=defense)
-
-    return path
+def victim_path(arch, source):
+    """The weights of a defended sibling "<compression>+<defense>", or of the sibling as
+    published for a bare "<compression>"."""
+    if "+" not in source:
+        return SIBLING.format(arch=arch, compression=source)
+    compression, defense = source.split("+")
+    return DEFENDED.format(arch=arch, compression=compression, defense=defense)
 
 
 ROLE_MODEL = {
@@ -130,9 +147,10 @@ ROLE_MODEL = {
     "independent": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed"):]),
     "whitebox": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed"):]),
     "cross-arch": lambda arch, source: FULL.format(arch=source, seed=SEED_FULL),
-    "defended": _defended_path(DEFENDED),
-    "reversed": _defended_path(DEFENDED),
-    "extracted": _defended_path(EXTRACTED),
+    "defended": victim_path,
+    "reversed": victim_path,
+    "averaged": victim_path,
+    "extracted": lambda arch, source: EXTRACTED.format(arch=arch, source=source),
     NO_SOURCE: lambda arch, source: [],
 }
 

@@ -1,14 +1,14 @@
 rule extract:
     input:
         data=DATA,
-        defended=DEFENDED,
+        victim=lambda w: victim_path(w.arch, w.source),
     output:
         weights=EXTRACTED,
         meta=sidecar(EXTRACTED),
     log:
-        f"{LOGS}/extract/{{arch}}-{{compression}}+{{defense}}.log",
+        f"{LOGS}/extract/{{arch}}-{{source}}.log",
     benchmark:
-        f"{BENCHMARKS}/extract/{{arch}}-{{compression}}+{{defense}}.tsv",
+        f"{BENCHMARKS}/extract/{{arch}}-{{source}}.tsv",
     params:
         cfg=config["extract"],
         seed=SEED_INDEPENDENT,  # the attacker's own training run
