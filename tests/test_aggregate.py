@@ -110,12 +110,12 @@ def defended_rows() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """PGD from a sibling, its control and its unpaired version; their two model rows."""
     base = {"dataset": "d", "arch": "a", "attack": "pgd", "eps": 0.01, "attack_kind": "transfer",
             "compression": "q8", "query_reduction": NAN}
-    df = pd.DataFrame([
-        {**base, "source_role": "sibling", "defense": "none", "success_rate": 0.4, "source_clean_acc": 88.0},
-        {**base, "source_role": "defended", "defense": "u0", "success_rate": 0.3, "source_clean_acc": 87.5},
-        {**base, "source_role": "defended", "defense": "u5", "success_rate": 0.1, "source_clean_acc": 86.0},
-        {**base, "source_role": "reversed", "defense": "u5", "success_rate": 0.05, "source_clean_acc": 86.0},
-    ])
+    df = with_success_intervals(pd.DataFrame([
+        {**base, "source_role": role, "defense": defense, "n_success": k, "n_examples": 20,
+         "success_rate": k / 20, "image_success": [True] * k + [False] * (20 - k),
+         "source_clean_acc": acc}
+        for role, defense, k, acc in (("sibling", "none", 8, 88.0), ("defended", "u0", 6, 87.5),
+                                      ("defended", "u5", 2, 86.0), ("reversed", "u5", 1, 86.0))]))
     models = pd.DataFrame([{"role": "defended", "arch": "a", "compression": "q8", "defense": d,
                             "failed": f, "accuracy_cost": c}
                            for d, f, c in (("u0", False, 0.5), ("u5", True, 2.0))])

@@ -21,7 +21,8 @@ def test_defense_table_sets_each_defended_sibling_against_its_control_and_the_or
     assert (accuracy.undefended, accuracy.control, accuracy.defended) == (88.0, 87.5, 86.0)
     assert bool(success.failed)
     text = defense_markdown(defense_table(df))
-    assert "67% lower" in text and "FAILED" in text and "-1.50" in text
+    assert "-67% [" in text and "FAILED" in text and "-1.50" in text
+    assert "10.0 [2.8, 30.1] (2/20)" in text  # every rate with its interval and count
 
 
 def test_controls_are_not_defenses_of_their_own():

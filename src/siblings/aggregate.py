@@ -45,6 +45,8 @@ BENCHMARK_SCHEMA = pa.schema([
     ("defense_accuracy_cost", pa.float64()), ("control_success_rate", pa.float64()),
     ("control_query_reduction", pa.float64()), ("control_clean_acc", pa.float64()),
     ("undefended_success_rate", pa.float64()), ("undefended_query_reduction", pa.float64()),
+    ("control_success_ratio", pa.float64()), ("control_success_ratio_ci_low", pa.float64()),
+    ("control_success_ratio_ci_high", pa.float64()),
     ("target_clean_acc", pa.float64()), ("source_clean_acc", pa.float64()),
     ("source_agreement_with_full", pa.float64()), ("source_parameters", pa.int64()),
     ("source_size_bytes", pa.int64()), ("source_latency_ms", pa.float64()),
@@ -262,30 +264,45 @@ def with_defense(df: pd.DataFrame, models: pd.DataFrame, defenses: dict) -> pd.D
     form and control, whether it failed its accuracy tolerance, its accuracy cost against
     the undefended sibling, and the same attack's results (same eps) from its lam = 0
     control (role ``defended``) and from the undefended sibling: the comparisons the
-    defense is judged by."""
+    defense is judged by. ``control_success_ratio``: this row's success over the control's,
+    with a paired bootstrap 95% interval (both attacked the same images)."""
     cols = ["defense_lambda", "defense_form", "defense_control", "defense_failed",
             "defense_accuracy_cost", "control_success_rate", "control_query_reduction",
-            "control_clean_acc", "undefended_success_rate", "undefended_query_reduction"]
+            "control_clean_acc", "undefended_success_rate", "undefended_query_reduction",
+            "control_success_ratio", "control_success_ratio_ci_low",
+            "control_success_ratio_ci_high"]
     out = df.assign(**{c: None for c in cols})
     defended = models[models.role == "defended"].set_index(["arch", "compression", "defense"])
     by_source = df.set_index(["dataset", "arch", "attack", "eps", "source_role", "compression",
                               "defense"])
-    measures = ["success_rate", "query_reduction", "source_clean_acc"]
+    measures = ["success_rate", "query_reduction", "source_clean_acc", "image_success"]
 
-    def lookup(row: pd.Series, role: str, defense: str) -> list[float]:
+    def lookup(row: pd.Series, role: str, defense: str | None) -> list:
         key = (row.dataset, row.arch, row.attack, row.eps, role, row.compression, defense)
-        return by_source.loc[key, measures].tolist() if key in by_source.index else [np.nan] * 3
+        return by_source.loc[key, measures].tolist() if key in by_source.index else [np.nan] * 4
 
     for i, row in df[df.defense != "none"].iterrows():
         params = defenses[row.defense]
         model = defended.loc[(row.arch, row.compression, row.defense)]
         control = params.get("control") if params["lam"] > 0 else None
-        ctrl = lookup(row, "defended", control) if control else [np.nan] * 3
+        ctrl = lookup(row, "defended", control)
         undefended = lookup(row, "sibling", "none")
         out.loc[i, cols] = [float(params["lam"]), params["form"], control, bool(model.failed),
-                            float(model.accuracy_cost), *ctrl, *undefended[:2]]
+                            float(model.accuracy_cost), *ctrl[:3], *undefended[:2],
+                            *_success_ratio(row.image_success, ctrl[3])]
     return out.astype({c: float for c in cols if c not in ("defense_form", "defense_control",
                                                               "defense_failed")})
+
+
+def _success_ratio(this: list[bool], reference: list[bool] | float) -> list[float]:
+    """Success of ``this`` over ``reference`` on the same images, with its paired bootstrap
+    interval; NaN where there is no reference or neither succeeded."""
+    if not isinstance(reference, (list, np.ndarray)):
+        return [np.nan] * 3
+    a, b = np.asarray(this, dtype=bool), np.asarray(reference, dtype=bool)
+    idx = resamples(len(a))
+    return [float(rate_ratio(a[None], b[None])[0][0]),
+            *percentile_interval(rate_ratio(a[idx], b[idx])[0])]
 
 
 def write_table(df: pd.DataFrame, schema: pa.Schema, out: str | Path) -> None:

@@ -315,6 +315,9 @@ def defense_table(df: pd.DataFrame) -> pd.DataFrame:
         if (arch, sibling, defense) not in with_accuracy:  # once per defended sibling
             measures["source_clean_acc"] = ACCURACY
             with_accuracy.add((arch, sibling, defense))
+        change = (found["defended"][["control_success_ratio", "control_success_ratio_ci_low",
+                                     "control_success_ratio_ci_high"]].tolist()
+                  if "defended" in found else [np.nan] * 3)
         for measure, label in measures.items():
             out.append({"arch": arch, "sibling": sibling, "defense": defense,
                         "lam": first.defense_lambda,
@@ -322,8 +325,21 @@ def defense_table(df: pd.DataFrame) -> pd.DataFrame:
                         "eps": eps, "measure": measure, "label": label,
                         "failed": bool(first.defense_failed),
                         **{name: found[name][measure] if name in found else np.nan
-                           for name in sources}})
+                           for name in sources},
+                        **{f"{name} text": measure_text(found[name], measure) if name in found
+                           else "" for name in sources},
+                        "change": change})
     return pd.DataFrame(out)
+
+
+def measure_text(row: pd.Series, measure: str) -> str:
+    """One defense-table cell: a rate with its Wilson interval and count, a ratio with its
+    bootstrap interval, anything else as a number."""
+    if measure == "success_rate":
+        return success_text(row)
+    if measure == "query_reduction":
+        return _row_ratio(row, "query_reduction")
+    return "" if pd.isna(row[measure]) else f"{row[measure]:.2f}"
 
 
 def defense_figure(table: pd.DataFrame, out: str | Path) -> None:
@@ -383,16 +399,14 @@ def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
     _save(grid.figure, out)
 
 
-def _fmt(measure: str, x: float) -> str:
-    if pd.isna(x):
-        return ""
-    return {"success_rate": f"{100 * x:.1f}", "query_reduction": f"{x:.2f}x"}.get(measure, f"{x:.2f}")
-
-
 def _change(r: pd.Series) -> str:
-    """How the defended sibling compares with its control, in the measure's own terms."""
+    """How the defended sibling compares with its control, in the measure's own terms;
+    success as a relative change with its paired bootstrap interval."""
     if r.measure == "success_rate":
-        return f"{100 * (1 - r.defended / r.control):.0f}% lower" if r.control > 0 else ""
+        ratio, low, high = r.change
+        if pd.isna(ratio) or r.control == 0:
+            return ""
+        return f"{100 * (ratio - 1):+.0f}% [{100 * (low - 1):+.0f}, {100 * (high - 1):+.0f}]"
     if r.measure == "query_reduction":
         if pd.isna(r.defended):  # P-RGF never reached its baseline's success rate
             return "never reached the baseline's success"
@@ -407,7 +421,7 @@ def defense_markdown(table: pd.DataFrame) -> str:
     return pd.DataFrame([{
         "arch": r.arch, "sibling": r.sibling, "defense": r.defense,
         "measure": f"{r.attack} {r.label}".strip(),
-        **{name: _fmt(r.measure, r[name]) for name in DEFENSE_SOURCES if table[name].notna().any()},
+        **{name: r[f"{name} text"] for name in DEFENSE_SOURCES if table[name].notna().any()},
         "defended vs control": _change(r), "failed": "FAILED" if r.failed else "",
     } for _, r in table.iterrows()]).to_markdown(index=False)
 
