@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -328,8 +329,17 @@ def defense_table(df: pd.DataFrame) -> pd.DataFrame:
                            for name in sources},
                         **{f"{name} text": measure_text(found[name], measure) if name in found
                            else "" for name in sources},
+                        **{f"{name} {end}": interval_end(found.get(name), measure, end)
+                           for name in sources for end in ("low", "high")},
                         "change": change})
     return pd.DataFrame(out)
+
+
+def interval_end(row: pd.Series | None, measure: str, end: str) -> float:
+    """The ``low`` or ``high`` end of a defense-table value's 95% interval (NaN: none)."""
+    column = {"success_rate": f"success_ci_{end}",
+              "query_reduction": f"query_reduction_ci_{end}"}.get(measure)
+    return np.nan if row is None or column is None else float(row[column])
 
 
 def measure_text(row: pd.Series, measure: str) -> str:
@@ -344,27 +354,42 @@ def measure_text(row: pd.Series, measure: str) -> str:
 
 def defense_figure(table: pd.DataFrame, out: str | Path) -> None:
     """Before/after per architecture and sibling: every measure from the undefended
-    sibling, the control, the defended sibling and the adaptive attackers."""
+    sibling, the control, the defended sibling and the adaptive attackers, each bar with
+    its 95% interval (Wilson for a rate, bootstrap for a query reduction)."""
     if table.empty:
         _blank(out, "no defense with lam > 0 in this run's config")
         return
     sources = [s for s in DEFENSE_SOURCES if table[s].notna().any()]
-    long = table.assign(
-        target=table.sibling + "+" + table.defense,
-        panel=(table.attack + " " + table.label).str.strip()).melt(
-        id_vars=["arch", "target", "panel", "measure"], value_vars=sources,
-        var_name="source", value_name="value")
-    long["value"] = np.where(long.measure == "success_rate", 100 * long.value, long.value)
-    grid = sns.catplot(data=long, x="target", y="value", hue="source", hue_order=sources,
-                       row="panel", col="arch", kind="bar", height=2.4, aspect=1.3,
-                       sharey="row", sharex=False)
-    grid.set_titles("{col_name}: {row_name}", size=8)
-    grid.set_axis_labels("", "")
-    for ax in grid.axes.flat:
-        ax.tick_params(axis="x", labelsize=6, rotation=20)
-    grid.figure.suptitle("Similarity-unpairing: before / after, with the lam = 0 control and "
-                         "the adaptive attackers", y=1.02)
-    _save(grid.figure, out)
+    table = table.assign(target=table.sibling + "+" + table.defense,
+                         panel=(table.attack + " " + table.label).str.strip())
+    panels, archs = list(dict.fromkeys(table.panel)), sorted(table.arch.unique())
+    palette = dict(zip(sources, sns.color_palette("colorblind", len(sources))))
+    figure, axes = plt.subplots(len(panels), len(archs), squeeze=False,
+                                figsize=(3.4 * len(archs), 2.5 * len(panels)))
+    width = 0.8 / len(sources)
+    for (i, panel), (j, arch) in itertools.product(enumerate(panels), enumerate(archs)):
+        ax, d = axes[i][j], table[(table.panel == panel) & (table.arch == arch)]
+        if d.empty:
+            ax.axis("off")
+            continue
+        scale = 100.0 if d.measure.iloc[0] == "success_rate" else 1.0
+        for k, source in enumerate(sources):
+            value = scale * d[source].to_numpy(dtype=float)
+            low, high = (scale * d[f"{source} {end}"].to_numpy(dtype=float) for end in ("low", "high"))
+            error = (None if np.isnan(low).all()  # accuracy: a measurement, no interval here
+                     else np.nan_to_num(np.stack([value - low, high - value])))
+            ax.bar(np.arange(len(d)) + (k - (len(sources) - 1) / 2) * width, value, width,
+                   color=palette[source], label=source, yerr=error, capsize=1.5,
+                   error_kw={"elinewidth": 0.6})
+        ax.set_xticks(np.arange(len(d)), d.target, fontsize=6)
+        ax.set_title(f"{arch}: {panel}", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=min(len(sources), 5), fontsize=7,
+                  bbox_to_anchor=(0.5, 1.0))
+    figure.suptitle("Similarity-unpairing: before / after, with the lam = 0 control and the "
+                    "adaptive attackers (95% intervals)", y=1.04)
+    figure.tight_layout(rect=(0, 0, 1, 0.95))
+    _save(figure, out)
 
 
 def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
