@@ -38,7 +38,8 @@ def test_sweep_labels_each_lambda_in_its_own_architecture_panel(monkeypatch, tmp
     rows = [{"arch": arch, "attack": "pgd", "attack_kind": "transfer", "eps": 0.01,
              "source_role": "defended", "compression": "ptq-w8a8", "defense": f"u{lam}",
              "defense_lambda": float(lam), "defense_control": "u0", "defense_form": "abs",
-             "success_rate": 0.1, "source_clean_acc": 88.0 - lam / 10}
+             "success_rate": 0.1, "success_ci_low": 0.05, "success_ci_high": 0.2,
+             "source_clean_acc": 88.0 - lam / 10}
             for arch, lams in (("zeta", (0, 3)), ("alpha", (0, 7))) for lam in lams]
     figures = []
     monkeypatch.setattr("siblings.report._save", lambda figure, out: figures.append(figure))

@@ -407,7 +407,7 @@ def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
         cost=lambda x: [control_acc.get((r.arch, r.attack, r.compression,
                                          r.defense_control if r.defense_lambda > 0 else r.defense),
                                         np.nan) - r.source_clean_acc for r in x.itertuples()],
-        success=100 * d.success_rate,
+        success=100 * d.success_rate, low=100 * d.success_ci_low, high=100 * d.success_ci_high,
         line=d.compression + " " + d.defense_form.fillna(""))
     grid = sns.relplot(data=d.sort_values("defense_lambda"), x="cost", y="success", hue="line",
                        col="arch", row="attack", kind="line", marker="o", sort=False,
@@ -417,10 +417,13 @@ def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
         for r in panel.itertuples():
             ax.annotate(f"{r.defense_lambda:g}", (r.cost, r.success), fontsize=6,
                         xytext=(3, 3), textcoords="offset points")
+        ax.errorbar(panel.cost, panel.success, fmt="none", ecolor="grey", elinewidth=0.6,
+                    capsize=1.5, yerr=[panel.success - panel.low, panel.high - panel.success])
     grid.set_axis_labels("accuracy given up vs control (pts)",
                          "transfer success on target (%)")
     grid.set_titles("{col_name} / {row_name}")
-    grid.figure.suptitle("lambda sweep: security vs accuracy (points labelled with lam)", y=1.02)
+    grid.figure.suptitle("lambda sweep: security vs accuracy (points labelled with lam; Wilson "
+                         "95% intervals)", y=1.02)
     _save(grid.figure, out)
 
 
