@@ -480,8 +480,8 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
     df = df[(df.attack_kind == "transfer") & ~df.source_role.isin(DEFENDED_ROLES)]
     eps_table = _with_success_text(df).assign(source=df.apply(source_label, axis=1)).pivot_table(
         index=["arch", "attack", "source"], columns="eps", values="success", aggfunc="first")
-    model_cols = ["arch", "role", "compression", "width", "parameters", "test_accuracy",
-                  "agreement_with_full", "sparsity"]
+    model_cols = ["arch", "role", "compression", "defense", "width", "parameters",
+                  "test_accuracy", "agreement_with_full", "sparsity", "failed"]
     first = df.iloc[0]
     return "\n".join([
         f"# siblings benchmark: `{first.run_name}` on {first.dataset}",
@@ -585,8 +585,12 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
         "",
         "## Models (accuracy on the test split, %)",
         "",
-        models[model_cols].sort_values(["arch", "role", "compression"]).to_markdown(
-            index=False, floatfmt=("", "", "", "g", "", ".2f", ".2f", ".3f")),
+        "failed: a defended sibling that lost more accuracy than its tolerance, or an",
+        "extracted surrogate that never came within `extract.within` points of its sibling",
+        "on the calibration split.",
+        "",
+        models[model_cols].sort_values(["arch", "role", "compression", "defense"]).to_markdown(
+            index=False, floatfmt=("", "", "", "", "g", "", ".2f", ".2f", ".3f", "")),
         "",
         "## Support (results/<run>/support.parquet)",
         "",
