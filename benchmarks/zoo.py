@@ -17,7 +17,7 @@ from siblings.stages import data, train
 from siblings.artifacts import read_json
 from siblings.config import validate
 from siblings.models import ARCHITECTURES
-from siblings.provenance import code_hash
+from siblings.fingerprint import fingerprints
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "results/zoo"
@@ -34,16 +34,18 @@ def main() -> None:
                    ROOT / "workflow/schemas/config.schema.yaml")
     params = {**cfg["train"], **({"epochs": args.epochs} if args.epochs else {})}
     ds = cfg["dataset"]
+    code = fingerprints()
     data_path = OUT / "data.safetensors"
     if not data_path.exists():
         data.run(str(data_path), ds["name"], ds["root"], ds["download"], ds["calib_size"],
-                 ds["split_seed"], None, None, code_hash("data"))
+                 ds["split_seed"], None, None, code.code_hash("data", dataset=ds["name"]))
     rows = []
     for arch in args.archs or list(cfg["archs"]):
         width = cfg["archs"][arch]["width"]
         out = OUT / f"{arch}-e{params['epochs']:g}.safetensors"
         if not out.exists():
-            train.run(str(data_path), str(out), arch, width, 0, params, code_hash("train"),
+            train.run(str(data_path), str(out), arch, width, 0, params,
+                      code.code_hash("train", architecture=arch),
                       log_file=str(OUT / f"{arch}.log"), threads=args.threads)
         meta = read_json(out.with_suffix(".json"))
         entry = ARCHITECTURES.get(arch)

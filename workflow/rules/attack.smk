@@ -13,7 +13,7 @@ rule attack:
         cfg=lambda w: config["attacks"][w.attack],
         sources=attack_sources,
         device=config["device"],
-        code=code_hash("attack"),
+        code=attack_code,
     threads: config["threads"]["attack"]
     resources:
         gpu=GPUS,

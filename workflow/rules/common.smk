@@ -1,17 +1,20 @@
-# Config validation, artifact paths, target lists and code hashes. No computation here.
+# Config validation, artifact paths, target lists and code fingerprints. No computation here.
 # The planner and the jobs import the same installed `siblings` package (`make setup`
 # installs this checkout in editable mode), so the code hashes describe the code that runs.
+import os
 import re
 import sys
 from pathlib import Path
 
 from siblings.roles import ADAPTIVE_ROLES, NO_SOURCE, SOURCE_ROLES, defended_id
+from siblings.artifacts import RERUN_VARIABLE
 from siblings.attacks import ATTACKS as ATTACK_METHODS
 from siblings.checkpoints import Start
 from siblings.config import validate
 from siblings.device import check_available
 from siblings.inputs import check_inputs
-from siblings.provenance import code_hash, config_hash
+from siblings.fingerprint import fingerprints
+from siblings.provenance import config_hash
 from siblings.support import Support
 
 _valid = validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
@@ -32,6 +35,14 @@ for _verdict in SUPPORT.left_out():
           f"{_verdict.reason}", file=sys.stderr)
 SEED_FULL = config["seeds"]["full"]
 SEED_INDEPENDENT = config["seeds"]["independent"]
+
+# The command a job names when it finds an input corrupted: it regenerates the file.
+os.environ[RERUN_VARIABLE] = "make bench" + "".join(
+    f" CONFIG={os.path.relpath(f)}" for f in workflow.overwrite_configfiles or [])
+
+# Each job's code fingerprint: its stage's plumbing and the registered entries it runs
+# (siblings/fingerprint.py), from the source tree as it is at plan time.
+code_hash = fingerprints().code_hash
 
 # Used only under `--sdm conda` (clusters); locally jobs run in the invoking venv.
 CONDA_ENV = "../../envs/cuda.yaml" if config["device"] == "cuda" else "../../envs/cpu.yaml"
@@ -183,6 +194,49 @@ def train_params(arch):
     """train.* with this architecture's own epochs/lr overrides applied."""
     knobs = config["archs"][arch]
     return {**config["train"], **{k: knobs[k] for k in ("epochs", "lr") if k in knobs}}
+
+
+# The registered entries each job runs, for its code fingerprint (siblings/fingerprint.py):
+# a job reruns when its stage's plumbing or one of these changes, not when a neighbour does.
+def model_uses(arch, role="whitebox", source=None):
+    """What rebuilding a model runs: its architecture's factory, and for a sibling its
+    compression (the student's architecture for distillation) and defense."""
+    if role == "cross-arch":
+        return {"architecture": {source}}
+    uses = {"architecture": {arch}}
+    if source is None or source == NO_SOURCE or source.startswith("seed"):
+        return uses
+    compression, _, defense = source.partition("+")
+    params = config["compressions"][compression]
+    uses["compression"] = {params["method"]}
+    if params.get("student", "self") != "self":
+        uses["architecture"].add(params["student"])
+    if defense:
+        uses["defense"] = {config["defenses"][defense]["method"]}
+    return uses
+
+
+def merged(*uses):
+    out = {}
+    for u in uses:
+        for kind, names in u.items():
+            out.setdefault(kind, set()).update(names)
+    return {kind: sorted(names) for kind, names in out.items()}
+
+
+def attack_code(wildcards):
+    params = config["attacks"][wildcards.attack]
+    return code_hash("attack", **merged(
+        {"attack": {params["method"]}}, model_uses(wildcards.arch),
+        *(model_uses(wildcards.arch, wildcards.role, s)
+          for s in role_sources(wildcards.arch, wildcards.attack, wildcards.role))))
+
+
+def similarity_code(wildcards):
+    return code_hash("similarity", **merged(
+        model_uses(wildcards.arch),
+        *(model_uses(wildcards.arch, s["role"], s["source_id"])
+          for s in similarity_sources(wildcards.arch))))
 
 
 def sidecar(path):

@@ -13,7 +13,7 @@ rule compress:
         cfg=lambda w: config["compressions"][w.compression],
         seed=SEED_FULL,
         device=config["device"],
-        code=code_hash("compress"),
+        code=lambda w: code_hash("compress", **merged(model_uses(w.arch, "sibling", w.compression))),
     threads: config["threads"]["compress"]
     resources:
         gpu=GPUS,

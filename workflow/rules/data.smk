@@ -8,7 +8,7 @@ rule data:
         f"{BENCHMARKS}/data.tsv",
     params:
         cfg=config["dataset"],
-        code=code_hash("data"),
+        code=code_hash("data", dataset=DATASET),
     conda:
         CONDA_ENV
     script:

@@ -14,7 +14,8 @@ rule defend:
         cfg=lambda w: config["defenses"][w.defense],
         seed=SEED_FULL,
         device=config["device"],
-        code=code_hash("defend"),
+        code=lambda w: code_hash("defend", **merged(model_uses(
+            w.arch, "defended", f"{w.compression}+{w.defense}"))),
     threads: config["threads"]["defend"]
     resources:
         gpu=GPUS,

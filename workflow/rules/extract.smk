@@ -13,7 +13,7 @@ rule extract:
         cfg=config["extract"],
         seed=SEED_INDEPENDENT,  # the attacker's own training run
         device=config["device"],
-        code=code_hash("extract"),
+        code=lambda w: code_hash("extract", **merged(model_uses(w.arch, "defended", w.source))),
     threads: config["threads"]["defend"]
     resources:
         gpu=GPUS,

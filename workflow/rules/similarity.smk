@@ -13,7 +13,7 @@ rule similarity:
         sources=lambda w: similarity_sources(w.arch),
         cfg=config["similarity"],
         device=config["device"],
-        code=code_hash("similarity"),
+        code=similarity_code,
     threads: config["threads"]["attack"]
     resources:
         gpu=GPUS,

@@ -14,7 +14,7 @@ rule train:
         cfg=lambda w: train_params(w.arch),
         init=lambda w: start_of(w.arch, w.seed),
         device=config["device"],
-        code=code_hash("train"),
+        code=lambda w: code_hash("train", **merged(model_uses(w.arch))),
     threads: config["threads"]["train"]
     resources:
         gpu=GPUS,
