@@ -9,7 +9,8 @@ from safetensors.torch import save_file
 from siblings.checkpoints import Start, starting_model
 from siblings.config import ConfigError, validate
 from siblings.inputs import check_inputs
-from siblings.models import ModelSpec, create_model
+from siblings.cards import ModelSpec
+from siblings.models import create_model
 
 from test_config import SCHEMA, smoke
 
@@ -115,3 +116,22 @@ def test_untrained_published_weights_must_fit_the_dataset_classes(tmp_path):
     with pytest.raises(ConfigError, match=r"'resnet18\.tv_in1k' classifies 1000 classes and the "
                                           r"dataset has 10; with 0 epochs"):
         check_inputs(cfg)
+
+
+def test_a_model_named_by_config_that_cannot_adapt_stops_the_run_before_any_job():
+    cfg = smoke()
+    cfg["archs"] = {"torchvision/vit_b_16": {}, "timm/resnet10t": {}}
+    with pytest.raises(ConfigError) as err:
+        check_inputs(validate(cfg, SCHEMA))
+    assert str(err.value) == (
+        "invalid config:\n  config key 'archs.torchvision/vit_b_16': torchvision/vit_b_16 "
+        "cannot adapt to the dataset (1 channels, 10 classes, 32 px): AssertionError: Wrong "
+        "image height! Expected 224 but got 32!")
+
+
+def test_an_unknown_named_model_is_refused_at_validation():
+    cfg = smoke()
+    cfg["archs"] = {"timm/resnet10x": {}}
+    with pytest.raises(ConfigError, match=r"config key 'archs.timm/resnet10x': timm has no model "
+                                          r"'resnet10x'; close: resnet10t"):
+        validate(cfg, SCHEMA)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from siblings.models import (ARCHITECTURES, CORE_ARCHITECTURES, Architecture, ModelSpec,
-                             create_model)
+from siblings.cards import ModelSpec
+from siblings.models import ARCHITECTURES, CORE_ARCHITECTURES, Architecture, create_model
 
 SMALL_WIDTH = {"alexnet": 0.25, "vgg16": 0.125, "resnet18": 0.125, "mobilenetv2": 0.35,
                "resnet34": 0.25, "resnet50": 0.25, "wide_resnet50": 0.125, "densenet121": 0.25,
@@ -96,3 +96,28 @@ def test_a_shell_keeps_buffers_a_state_dict_would_not_restore(monkeypatch):
                         Architecture(lambda **kw: Scaled(), "test", "test"))
     shell = create_model(ModelSpec("scaled", 1, 10, 2, (0.5,), (0.5,)), initialise=False)
     assert float(shell.backbone.scale) == 3.0
+
+
+def test_any_timm_or_torchvision_classifier_adapts_by_name():
+    from siblings.models import adapt_problem
+
+    for name in ("timm/resnet10t", "torchvision/resnet18"):
+        entry = ARCHITECTURES.get(name)
+        assert entry.probe and entry.why_not("width") and entry.why_not("int8")
+        assert entry.why_not("double_backward") is None  # the defense applies
+        spec = ModelSpec(name, 1, 10, 32, (0.5,), (0.5,))
+        assert adapt_problem(spec) is None
+        assert create_model(spec)(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    assert ARCHITECTURES.get("timm/resnet10t").published == "resnet10t"
+
+
+def test_a_model_that_cannot_adapt_says_why_and_an_unknown_one_lists_close_names():
+    from siblings.models import adapt_problem
+    from siblings.registry import UnknownNameError
+
+    problem = adapt_problem(ModelSpec("torchvision/vit_b_16", 1, 10, 32, (0.5,), (0.5,)))
+    assert problem == "AssertionError: Wrong image height! Expected 224 but got 32!"
+    with pytest.raises(UnknownNameError, match="timm has no model 'resnet10x'; close: resnet10t"):
+        ARCHITECTURES.get("timm/resnet10x")
+    with pytest.raises(UnknownNameError, match="torchvision has no classification model"):
+        ARCHITECTURES.get("torchvision/fasterrcnn_resnet50_fpn")

@@ -17,6 +17,7 @@ from siblings.compress import COMPRESSIONS
 from siblings.data import DATASETS
 from siblings.defend import DEFENSES
 from siblings.models import ARCHITECTURES
+from siblings.registry import UnknownNameError
 from siblings.similarity import SIMILARITIES
 from siblings.roles import SOURCE_ROLES
 
@@ -62,10 +63,18 @@ def _check_names(config: dict) -> None:
             problems.append(f"config key '{key}': unknown {kind} '{name}'; "
                             f"allowed: {', '.join(allowed)}")
 
+    def need_arch(key: str, arch: str) -> bool:
+        """An architecture is a registered name or a family's (``timm/<model>``)."""
+        try:
+            ARCHITECTURES.get(arch)
+        except UnknownNameError as err:
+            problems.append(f"config key '{key}': {err}")
+            return False
+        return True
+
     need("dataset.name", config["dataset"]["name"], DATASETS.names(), "dataset")
     for arch, knobs in config["archs"].items():
-        need(f"archs.{arch}", arch, ARCHITECTURES.names(), "architecture")
-        why = arch in ARCHITECTURES and ARCHITECTURES.get(arch).why_not("width")
+        why = need_arch(f"archs.{arch}", arch) and ARCHITECTURES.get(arch).why_not("width")
         if why and knobs["width"] != 1.0:
             problems.append(f"config key 'archs.{arch}.width': {arch} has no width knob "
                             f"({why}); use 1.0")
@@ -74,8 +83,7 @@ def _check_names(config: dict) -> None:
              "compression method")
         student = params.get("student")
         if student is not None and student != "self":
-            need(f"compressions.{cid}.student", student, ["self", *ARCHITECTURES.names()],
-                 "student architecture")
+            need_arch(f"compressions.{cid}.student", student)
         calib = params.get("calib_size")
         if calib is not None and calib > config["dataset"]["calib_size"]:
             problems.append(f"config key 'compressions.{cid}.calib_size': {calib} exceeds "

@@ -1,5 +1,6 @@
-"""What a config points at outside itself, checked before any job: the dataset's root and
-each architecture's starting weights. Bad input stops the run naming the key and the
+"""What a config points at outside itself, checked before any job: the dataset's root,
+each architecture's starting weights, and whether each model named by config (``timm/...``)
+adapts to the dataset. Bad input stops the run naming the key and the
 path; nothing runs, so nothing is half-written. A dry run does not check: it plans where
 the data is not (a login node).
 """
@@ -9,7 +10,8 @@ from __future__ import annotations
 from siblings.checkpoints import CheckpointError, Start, check_checkpoint
 from siblings.config import ConfigError
 from siblings.data import DATASETS, DataShape, DatasetNotFoundError, model_input_size
-from siblings.models import ARCHITECTURES, ModelSpec
+from siblings.cards import ModelSpec
+from siblings.models import ARCHITECTURES, adapt_problem
 
 ROLES = ("full", "independent")
 
@@ -50,6 +52,15 @@ def _start_problem(arch: str, knobs: dict, epochs: float, value: str,
     return _published_problem(arch, start.pretrained, shape.classes, epochs > 0)
 
 
+def _adapt_problem(arch: str, knobs: dict, shape: DataShape) -> str | None:
+    """Whether a model named by config (not curated) builds and runs for this dataset."""
+    if not ARCHITECTURES.get(arch).probe:
+        return None
+    return adapt_problem(ModelSpec(arch, shape.channels, shape.classes, model_input_size(shape),
+                                   (0.0,) * shape.channels, (1.0,) * shape.channels,
+                                   knobs["width"]))
+
+
 def check_inputs(config: dict) -> DataShape:
     """Checks the dataset root and every starting checkpoint of a validated config; returns
     the dataset's shape. Raises ConfigError naming each offending key."""
@@ -60,6 +71,11 @@ def check_inputs(config: dict) -> DataShape:
         raise ConfigError(f"invalid config:\n  {err}") from err
     problems = []
     for arch, knobs in config["archs"].items():
+        problem = _adapt_problem(arch, knobs, shape)
+        if problem:
+            problems.append(f"config key 'archs.{arch}': {arch} cannot adapt to the dataset "
+                            f"({shape.channels} channels, {shape.classes} classes, "
+                            f"{model_input_size(shape)} px): {problem}")
         epochs = knobs.get("epochs", config["train"]["epochs"])
         for role, value in knobs.get("weights", {}).items():
             problem = _start_problem(arch, knobs, epochs, value, shape)

@@ -1,4 +1,6 @@
-"""Architecture registry: 19 ImageNet architectures from timm/torchvision, adapted to small inputs.
+"""Architecture registry: 19 ImageNet architectures from timm/torchvision, adapted to small
+inputs, and any other timm or torchvision classifier named by config (``timm/<model>``,
+``torchvision/<model>``), adapted generically and tried before any job.
 
 Every model is the library's own factory output with at most two documented tweaks: the
 input convolution takes the dataset's channel count (AlexNet's 11x11/4 stem becomes
@@ -15,13 +17,14 @@ refused or left out of the plan, never a job that fails.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping
 
 import torch
 from torch import nn
 
-from siblings.registry import Registry
+from siblings.cards import ModelSpec
+from siblings.registry import Registry, UnknownNameError
 
 Factory = Callable[..., nn.Module]
 CORE_ARCHITECTURES = ("alexnet", "vgg16", "resnet18", "mobilenetv2")
@@ -39,14 +42,16 @@ CAPABILITIES = {
 @dataclass(frozen=True)
 class Architecture:
     """A registered architecture: its factory, where it comes from, the capabilities that
-    do not apply to it (each with the reason), and ``published``: the timm model whose
-    pretrained weights it loads at width 1.0 (None where none fit)."""
+    do not apply to it (each with the reason), ``published``: the timm model whose
+    pretrained weights it loads at width 1.0 (None where none fit), and ``probe``: whether
+    its adaptation must be tried before any job (:func:`adapt_problem`)."""
 
     factory: Factory
     library: str
     family: str
     unsupported: Mapping[str, str] = field(default_factory=dict)
     published: str | None = None
+    probe: bool = False  # not curated: built on the meta device before any job
 
     def why_not(self, capability: str) -> str | None:
         """Why ``capability`` does not apply, or None when it does."""
@@ -81,30 +86,6 @@ def architecture(name: str, library: str, family: str, published: str | None = N
         return factory
 
     return add
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything needed to rebuild a model's structure; stored in every weight sidecar."""
-
-    arch: str
-    in_chans: int
-    num_classes: int
-    input_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    width: float = 1.0
-    pretrained: bool | str = False  # True: the published weights; a string: a timm tag
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
-        d = dict(d)
-        d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
-        return cls(**d)
 
 
 class Preprocess(nn.Module):
@@ -506,3 +487,92 @@ def mixer_s4(in_chans: int, num_classes: int, width: float, pretrained: bool | s
 
     return MlpMixer(num_classes=num_classes, img_size=input_size, in_chans=in_chans,
                     patch_size=input_size // PATCH_GRID, num_blocks=8, embed_dim=_ch(512, width))
+
+
+# --- any other timm or torchvision classifier, named in the config ---------------------
+
+# What a model named by config declares: no curated width knob, and the conversions only
+# the curated entries were checked with. Every such model is built and run once on the
+# meta device before any job (adapt_problem), so one that cannot adapt stops the plan.
+NAMED_UNSUPPORTED = {
+    "width": "a model named by config has no curated width knob",
+    "int8": "not verified for a model named by config: the fake-quantized sibling is used",
+    "channel_pruning": "not verified for a model named by config",
+}
+
+
+def _first_conv_takes(model: nn.Module, in_chans: int) -> nn.Module:
+    """The first 3-channel convolution rebuilt for ``in_chans`` channels (torchvision
+    factories take no ``in_chans``)."""
+    if in_chans == 3:
+        return model
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d) and child.in_channels == 3:
+                setattr(parent, name, _conv_like(child, in_chans))
+                return model
+    raise ValueError("it has no 3-channel input convolution to take "
+                     f"{in_chans}-channel images")
+
+
+@ARCHITECTURES.register_family("timm/")
+def named_timm(model: str) -> Architecture:
+    """Any timm model: timm sets input channels and classes, and the input size where the
+    model is built for a fixed one (ViT-style position embeddings)."""
+    import difflib
+
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    if not timm.is_model(model):
+        close = difflib.get_close_matches(model, timm.list_models(), n=5)
+        raise UnknownNameError(f"timm has no model '{model}'"
+                               + (f"; close: {', '.join(close)}" if close else ""))
+    cfg = get_pretrained_cfg(model)
+    fixed = bool(cfg and cfg.fixed_input_size)
+
+    def build(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
+              input_size: int) -> nn.Module:
+        return _timm(model, in_chans, num_classes, pretrained,
+                     **({"img_size": input_size} if fixed else {}))
+
+    return Architecture(build, "timm", f"timm {model} (named by config)",
+                        NAMED_UNSUPPORTED, published=model, probe=True)
+
+
+@ARCHITECTURES.register_family("torchvision/")
+def named_torchvision(model: str) -> Architecture:
+    """Any torchvision classification model, its first 3-channel convolution rebuilt for
+    the dataset's channels."""
+    import torchvision.models
+
+    classifiers = torchvision.models.list_models(module=torchvision.models)
+    if model not in classifiers:
+        import difflib
+
+        close = difflib.get_close_matches(model, classifiers, n=5)
+        raise UnknownNameError(f"torchvision has no classification model '{model}'"
+                               + (f"; close: {', '.join(close)}" if close else ""))
+
+    def build(in_chans: int, num_classes: int, width: float, pretrained: bool | str,
+              input_size: int) -> nn.Module:
+        return _first_conv_takes(_tvm().get_model(model, num_classes=num_classes), in_chans)
+
+    return Architecture(build, "torchvision", f"torchvision {model} (named by config)",
+                        {**NAMED_UNSUPPORTED, "pretrained": "published weights are loaded "
+                         "through timm only"}, probe=True)
+
+
+def adapt_problem(spec: ModelSpec) -> str | None:
+    """Why ``spec`` cannot be built (None: it can): built on the meta device, costing no
+    memory or time, a batch of two must come out as one score per class. Any exception
+    counts: it is third-party code meeting a shape it was not written for."""
+    try:
+        with torch.device("meta"):
+            out = create_model(spec)(torch.zeros(2, spec.in_chans, spec.input_size,
+                                                 spec.input_size))
+    except Exception as err:  # noqa: BLE001
+        return f"{type(err).__name__}: {err}"
+    if tuple(out.shape) != (2, spec.num_classes):
+        return f"it gives outputs of shape {tuple(out.shape)}, not (2, {spec.num_classes})"
+    return None
