@@ -48,7 +48,8 @@ def stored_models(src: Path, folder: Path) -> tuple[Path, Path]:
     code = f"""
 import torch
 from siblings.artifacts import save_tensors
-from siblings.models import ModelSpec, create_model
+from siblings.cards import ModelSpec
+from siblings.models import create_model
 from siblings.compress import COMPRESSIONS
 spec = ModelSpec("resnet18", 1, 10, 32, (0.5,), (0.5,), width=0.25)
 model = create_model(spec)

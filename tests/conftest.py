@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from siblings.models import ModelSpec, create_model
+from siblings.cards import ModelSpec
+from siblings.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +60,17 @@ def data_artifact(blobs, tmp_path_factory) -> str:
     save_tensors(path, tensors, {"dataset": "blobs", "channels": 1, "num_classes": 10,
                                  "input_size": 32, "mean": [0.5], "std": [0.5]})
     return str(path)
+
+
+def save_model(path: Path, model: torch.nn.Module, **card: object) -> None:
+    """Stores ``model`` as a stage would, with a model card; ``card`` overrides its fields
+    (a full model's, by default)."""
+    from siblings.artifacts import save_tensors
+    from siblings.cards import ModelCard
+
+    fields = {"kind": "full", "spec": model.spec, "seed": 0, "test_accuracy": 0.0, "n_test": 0,
+              "parameters": 0, "seconds": 0.0, "code_version": "test", "device": "cpu"}
+    save_tensors(path, model.state_dict(), ModelCard(**{**fields, **card}).to_dict())
 
 
 def project_copy(dest: Path) -> Path:

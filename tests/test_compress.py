@@ -3,14 +3,13 @@ import copy
 import pytest
 import torch
 
-from siblings.artifacts import save_tensors
 from siblings.checkpoints import load_model
 from siblings.compress import COMPRESSIONS, Job, prunable_weights, sparsity
 from siblings.models import count_parameters
 from siblings.config import ConfigError, validate
 from siblings.data import Splits
 
-from conftest import tiny_spec
+from conftest import save_model, tiny_spec
 from test_config import SCHEMA, smoke
 from test_quant import load_copy
 
@@ -36,7 +35,7 @@ def test_pruning_hits_the_requested_sparsity_and_reloads(tmp_path, trained, blob
     with torch.no_grad():
         assert (model.eval()(x).argmax(1) == y).float().mean() > 0.7  # recovered by fine-tuning
     path = tmp_path / "p.safetensors"
-    save_tensors(path, model.state_dict(), {"spec": model.spec.to_dict(), "compression": params})
+    save_model(path, model, kind="sibling", compression=params)
     again, _ = load_model(path)
     assert sparsity(again.backbone) == pytest.approx(measured["sparsity"])
 
@@ -57,7 +56,7 @@ def accuracy_on_blobs(model, blobs) -> float:
 
 def reload(tmp_path, model, params):
     path = tmp_path / "s.safetensors"
-    save_tensors(path, model.state_dict(), {"spec": tiny_spec().to_dict(), "compression": params})
+    save_model(path, model, kind="sibling", spec=tiny_spec(), compression=params)
     return load_model(path)[0]
 
 

@@ -1,12 +1,15 @@
 import pytest
 import torch
 
-from siblings.artifacts import read_json, save_tensors, sidecar_path
+from siblings.artifacts import sidecar_path
+from siblings.cards import read_card
 from siblings.compress import sparsity
 from siblings.defend import DefenseJob, mean_cosine, unpair
 from siblings.stages.defend import run
 from siblings.gradients import input_gradient
 from siblings.quant import fake_quant_modules
+
+from conftest import save_model
 
 from test_compress import blob_splits, compressed
 
@@ -73,16 +76,15 @@ def test_the_stage_flags_a_sibling_that_lost_too_much_accuracy(tmp_path, trained
                                                                data_artifact, tolerance, failed):
     sibling, _ = compressed(trained, blobs, PTQ)
     full, sib = tmp_path / "full.safetensors", tmp_path / "sib.safetensors"
-    save_tensors(full, trained.state_dict(), {"spec": trained.spec.to_dict(), "compression": None})
+    save_model(full, trained)
     # The sidecar claims a perfect sibling, so any accuracy below 100% is a cost.
-    save_tensors(sib, sibling.state_dict(), {
-        "spec": trained.spec.to_dict(), "compression": PTQ, "compression_id": "ptq-w8a8",
-        "family": "quantization", "test_accuracy": 100.0, "code_version": "t"})
+    save_model(sib, sibling, kind="sibling", spec=trained.spec, compression=PTQ,
+               compression_id="ptq-w8a8", family="quantization", test_accuracy=100.0)
     out = tmp_path / "def.safetensors"
     run(data_artifact, str(full), str(sib), str(out), "unpair-l5",
         {**DEFENSE, "epochs": 1, "lam": 50.0, "lr": 0.05, "tolerance": tolerance}, 0, "t")
-    meta = read_json(sidecar_path(out))
-    assert meta["accuracy_cost"] > 0 and meta["failed"] is failed
-    assert meta["measured"]["similarity_after"] < meta["measured"]["similarity_before"]
-    assert meta["defense_id"] == "unpair-l5" and meta["compression_id"] == "ptq-w8a8"
-    assert meta["product"]["runtime"].startswith("int8")  # deployable as before
+    card = read_card(sidecar_path(out))
+    assert card.kind == "defended" and card.accuracy_cost > 0 and card.failed is failed
+    assert card.measured["similarity_after"] < card.measured["similarity_before"]
+    assert card.defense_id == "unpair-l5" and card.compression_id == "ptq-w8a8"
+    assert card.product["runtime"].startswith("int8")  # deployable as before

@@ -2,13 +2,12 @@ import pytest
 import torch
 from torch.ao.quantization import FakeQuantize
 
-from siblings.artifacts import save_tensors
 from siblings.checkpoints import load_model
 from siblings.compress import COMPRESSIONS
 from siblings.quant import (QuantScheme, activation_quantizers, calibrate, correct_bias,
                             fake_quant_modules, fold, search_ranges, to_int8)
 
-from conftest import tiny_spec
+from conftest import save_model, tiny_spec
 
 
 def quantized(trained, blobs, **scheme) -> torch.nn.Module:
@@ -111,7 +110,7 @@ def test_saved_sibling_reloads_identically(tmp_path, trained, blobs, observer):
     params = {"method": "ptq", "weight_bits": 4, "act_bits": 4, "observer": observer}
     model = quantized(trained, blobs, **params)
     path = tmp_path / "s.safetensors"
-    save_tensors(path, model.state_dict(), {"spec": model.spec.to_dict(), "compression": params})
+    save_model(path, model, kind="sibling", compression=params)
     again, _ = load_model(path)
     with torch.no_grad():
         assert torch.equal(again(blobs[0][:16]), model.eval()(blobs[0][:16]))

@@ -2,12 +2,12 @@ import pandas as pd
 import pytest
 import torch
 
-from siblings.artifacts import save_tensors
 from siblings.gradients import ReversedGradient, input_gradient
 from siblings.similarity import SIMILARITIES, compare, linear_cka, views
 from siblings.stages.similarity import run
 from siblings.sources import load_source
 
+from conftest import save_model
 from test_compress import compressed
 from test_quant import load_copy
 
@@ -97,7 +97,7 @@ def test_reversed_gradient_keeps_outputs_and_negates_gradients(trained, blobs):
 
 def test_stage_writes_one_row_per_source(tmp_path, trained, blobs, data_artifact):
     full = tmp_path / "full.safetensors"
-    save_tensors(full, trained.state_dict(), {"spec": trained.spec.to_dict(), "compression": None})
+    save_model(full, trained)
     sources = [{"role": "whitebox", "source_id": "seed0", "path": str(full)},
                {"role": "reversed", "source_id": "self+reversed", "path": str(full)}]
     out = tmp_path / "sim.parquet"
@@ -112,7 +112,7 @@ def test_stage_writes_one_row_per_source(tmp_path, trained, blobs, data_artifact
 
 def test_every_registered_metric_is_named_in_the_schema_default():
     import yaml
-    from conftest import ROOT
+    from conftest import ROOT, save_model
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     default = schema["properties"]["similarity"]["properties"]["metrics"]["default"]
     assert sorted(default) == sorted(SIMILARITIES.names())

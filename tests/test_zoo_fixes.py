@@ -6,13 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from siblings.artifacts import save_tensors
 from siblings.checkpoints import load_model
 from siblings.compress import COMPRESSIONS, Job
 from siblings.data import Splits
 from siblings.gradients import _HardSigmoid, input_gradient, twice_differentiable
-from siblings.models import ModelSpec, count_parameters, create_model
+from siblings.cards import ModelSpec
+from siblings.models import count_parameters, create_model
 from siblings.quant import activation_quantizers, fake_quant_modules
+
+from conftest import save_model
 
 
 def small(arch: str, width: float = 0.5) -> nn.Module:
@@ -84,8 +86,7 @@ def test_channel_pruning_reaches_attention_mixers_and_shuffles(tmp_path, arch, w
     with torch.no_grad():
         out = model.eval()(x)
     path = tmp_path / "s.safetensors"
-    save_tensors(path, model.state_dict(), {"spec": model.spec.to_dict(), "compression": params,
-                                            "structure": structure})
+    save_model(path, model, kind="sibling", compression=params, structure=structure)
     again, _ = load_model(path)
     with torch.no_grad():
         assert torch.equal(again(x), out)
@@ -104,8 +105,7 @@ def test_a_pruned_sibling_whose_shapes_depend_on_its_weights_reloads_exactly(tmp
     COMPRESSIONS.get("channel-prune").prepare(shell, params)
     assert any(v.shape != shell.state_dict()[k].shape for k, v in model.state_dict().items())
     path = tmp_path / "g.safetensors"
-    save_tensors(path, model.state_dict(), {"spec": model.spec.to_dict(), "compression": params,
-                                            "structure": structure})
+    save_model(path, model, kind="sibling", compression=params, structure=structure)
     again, _ = load_model(path)
     x = torch.rand(3, 1, 28, 28)
     with torch.no_grad():

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from siblings.artifacts import atomic_path
+from siblings.artifacts import write_parquet
+from siblings.cards import ModelCard
 from siblings.intervals import percentile_interval, resamples, wilson
 
 BENCHMARK_SCHEMA = pa.schema([
@@ -309,9 +309,8 @@ def write_table(df: pd.DataFrame, schema: pa.Schema, out: str | Path) -> None:
     missing = [f.name for f in schema if f.name not in df.columns]
     if missing:
         raise ValueError(f"aggregate: per-job tables lack columns {missing}")
-    table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
-    with atomic_path(out) as tmp:
-        pq.write_table(table, tmp)
+    write_parquet(pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False),
+                  out)
 
 
 # Sibling measurements copied onto every attack row whose source is that sibling.
@@ -329,30 +328,32 @@ def with_sibling_measurements(df: pd.DataFrame, models: pd.DataFrame) -> pd.Data
     return out
 
 
-def model_row(meta: dict, role: str, dataset: str) -> dict:
-    """One row of ``models.parquet`` from a weights sidecar."""
-    measured = meta.get("measured", {})
-    defense = meta.get("defense") or {}
-    return {**{k: meta.get("product", {}).get(k) for k in
+def _or_nan(value: float | None) -> float:
+    return np.nan if value is None else value
+
+
+def model_row(card: ModelCard, role: str, dataset: str) -> dict:
+    """One row of ``models.parquet`` from a model card."""
+    measured, product = card.measured, card.product or {}
+    return {**{k: product.get(k) for k in
                ("size_bytes", "latency_ms", "runtime", "deployed_accuracy", "deployed_agreement")},
-        "dataset": dataset, "arch": meta["spec"]["arch"], "role": role,
-        "compression": meta.get("compression_id") or "none",
-        "compression_family": meta.get("family") or "none",
-        "width": float(meta["spec"]["width"]), "seed": meta["seed"],
-        "parameters": meta["parameters"], "test_accuracy": meta["test_accuracy"],
-        "agreement_with_full": meta.get("agreement_with_full", np.nan),
+        "dataset": dataset, "arch": card.spec.arch, "role": role,
+        "compression": card.compression_id or "none",
+        "compression_family": card.family or "none",
+        "width": float(card.spec.width), "seed": card.seed,
+        "parameters": card.parameters, "test_accuracy": card.test_accuracy,
+        "agreement_with_full": _or_nan(card.agreement_with_full),
         "sparsity": measured.get("sparsity", np.nan),
         "parameter_reduction": measured.get("parameter_reduction", np.nan),
-        "defense": meta.get("defense_id") or "none", "defense_lambda": defense.get("lam", np.nan),
-        "accuracy_cost": meta.get("accuracy_cost", np.nan), "failed": meta.get("failed"),
+        "defense": card.defense_id or "none",
+        "defense_lambda": (card.defense or {}).get("lam", np.nan),
+        "accuracy_cost": _or_nan(card.accuracy_cost), "failed": card.failed,
         "similarity_before": measured.get("similarity_before", np.nan),
         "similarity_after": measured.get("similarity_after", np.nan),
         "measured": json.dumps(measured, sort_keys=True),
-        "n_test": meta["n_test"], "code_version": meta["code_version"],
-        "device": meta.get("device"),
+        "n_test": card.n_test, "code_version": card.code_version, "device": card.device,
     }
 
 
 def write_frame(df: pd.DataFrame, out: str | Path) -> None:
-    with atomic_path(out) as tmp:
-        df.to_parquet(tmp, index=False)
+    write_parquet(pa.Table.from_pandas(df, preserve_index=False), out)

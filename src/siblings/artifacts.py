@@ -1,12 +1,18 @@
-"""Atomic, pickle-free storage of every artifact: safetensors tensors plus a JSON sidecar.
+"""Atomic, pickle-free, checked storage of every artifact: safetensors tensors plus a JSON
+sidecar, and Parquet tables.
 
 A job that dies leaves no half-written file: everything is written to a temporary file
 in the target folder and renamed into place. Loading refuses anything that is not a
-safetensors file, so a checkpoint a user hands in is never unpickled.
+safetensors file, so a checkpoint a user hands in is never unpickled. What the workflow
+wrote is checked when a job reads it: the sidecar records the weights' SHA-256, Parquet
+files carry page checksums, so a truncated or altered file (a full disk, a bad copy) is
+refused by name with the command that regenerates it (:class:`CorruptArtifactError`),
+never silently reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -15,7 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
 if TYPE_CHECKING:  # torch loads only where tensors are read or written: the aggregate and
-    import torch   # report stages handle JSON and Parquet only and start faster without it
+    import pandas as pd  # report stages handle JSON and Parquet only and start faster without it
+    import pyarrow as pa
+    import torch
 
 
 _UMASK = os.umask(0)
@@ -24,6 +32,21 @@ os.umask(_UMASK)
 
 class UnsafeArtifactError(ValueError):
     """A weights file that is not safetensors (e.g. a pickle checkpoint): we refuse to load it."""
+
+
+# The command that regenerates an artifact; the workflow sets it to the run's own command.
+RERUN_VARIABLE = "SIBLINGS_RERUN"
+CHECKSUM_KEY = "weights_sha256"
+
+
+class CorruptArtifactError(ValueError):
+    """An artifact the workflow wrote that is truncated, altered or not what its reader
+    expects; the message names it and the command that regenerates it."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        rerun = os.environ.get(RERUN_VARIABLE, "make bench")
+        super().__init__(f"{path} is corrupted ({reason}), so it is not used. Delete it and "
+                         f"rerun `{rerun}`: that regenerates it and everything made from it.")
 
 
 @contextmanager
@@ -52,7 +75,37 @@ def write_json(path: str | Path, obj: dict) -> None:
 
 
 def read_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+    """A JSON object the workflow wrote; CorruptArtifactError when it does not parse."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptArtifactError(path, f"not valid JSON: {err}") from None
+    if not isinstance(obj, dict):
+        raise CorruptArtifactError(path, "not a JSON object")
+    return obj
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verified_sidecar(path: str | Path) -> dict:
+    """The sidecar of the tensors at ``path``, once the tensors' SHA-256 matches the one it
+    recorded when both were written (the checksum itself left out)."""
+    meta = read_json(sidecar_path(path))
+    recorded = meta.pop(CHECKSUM_KEY, None)
+    if recorded is None:
+        raise CorruptArtifactError(sidecar_path(path), f"it records no {CHECKSUM_KEY}")
+    if not Path(path).is_file():
+        raise CorruptArtifactError(path, "it is missing beside its sidecar")
+    if file_sha256(path) != recorded:
+        raise CorruptArtifactError(path, "its SHA-256 differs from the one recorded when it "
+                                         "was written: truncated or altered since")
+    return meta
 
 
 def _without_aliases(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -71,13 +124,15 @@ def _without_aliases(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Writes tensors as safetensors and ``meta`` as the JSON sidecar, both atomically."""
+    """Writes tensors as safetensors and ``meta`` as the JSON sidecar, both atomically; the
+    sidecar records the tensors' SHA-256."""
     from safetensors.torch import save_file
 
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in _without_aliases(tensors).items()},
                   str(tmp))
-    write_json(sidecar_path(path), meta)
+        digest = file_sha256(tmp)
+    write_json(sidecar_path(path), {**meta, CHECKSUM_KEY: digest})
 
 
 def load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
@@ -106,9 +161,31 @@ def check_safetensors(path: Path) -> None:
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Loads a safetensors file and its JSON sidecar; refuses non-safetensors input."""
+    """Loads a safetensors file the workflow wrote and its checked JSON sidecar."""
     from safetensors.torch import load_file
 
     path = Path(path)
+    meta = verified_sidecar(path)
     check_safetensors(path)
-    return load_file(str(path)), read_json(sidecar_path(path))
+    return load_file(str(path)), meta
+
+
+def write_parquet(table: pa.Table, path: str | Path) -> None:
+    """Writes a Parquet table atomically, with page checksums its readers verify."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, write_page_checksum=True)
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """A Parquet table the workflow wrote, its page checksums verified."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, page_checksum_verification=True).to_pandas()
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as err:  # truncated, or a page's checksum fails
+        raise CorruptArtifactError(path, f"Parquet that does not read back: {err}") from None

@@ -12,26 +12,28 @@ from pathlib import Path
 
 import torch
 
-from siblings.artifacts import load_state, load_tensors
+from siblings.artifacts import load_state, load_tensors, sidecar_path
+from siblings.cards import ModelCard, ModelSpec, card_from
 from siblings.compress import COMPRESSIONS
-from siblings.models import ModelSpec, SiblingNet, create_model
+from siblings.models import SiblingNet, create_model
 from siblings.train import model_spec
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[SiblingNet, dict]:
-    """Rebuilds a full model or sibling from its safetensors weights and JSON sidecar, in
+def load_model(path: str | Path, device: torch.device | str = "cpu"
+               ) -> tuple[SiblingNet, ModelCard]:
+    """Rebuilds a full model or sibling from its safetensors weights and model card, in
     eval mode on ``device``."""
     tensors, meta = load_tensors(path)
+    card = card_from(meta, sidecar_path(path))
     # The stored weights replace any pretrained ones: never fetch them again.
-    model = create_model(replace(ModelSpec.from_dict(meta["spec"]), pretrained=False),
-                         initialise=False)
-    if meta.get("compression"):
-        comp = meta["compression"]
-        COMPRESSIONS.get(comp["method"]).prepare(model, comp, meta.get("structure"))
+    model = create_model(replace(card.spec, pretrained=False), initialise=False)
+    if card.compression:
+        COMPRESSIONS.get(card.compression["method"]).prepare(model, card.compression,
+                                                             card.structure)
     load_state(model, tensors)
     model.to(device)
     model.eval()
-    return model, meta
+    return model, card
 
 
 PRETRAINED = "pretrained"

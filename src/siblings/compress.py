@@ -23,7 +23,8 @@ from siblings.data import Splits
 from siblings.engine import logits
 from siblings.logs import log
 from siblings.measure import Deployment, float_deployment, measure, state_bytes
-from siblings.models import ModelSpec, SiblingNet, count_parameters, create_model
+from siblings.cards import ModelSpec
+from siblings.models import SiblingNet, count_parameters, create_model
 from siblings.quant import (QuantScheme, calibrate, correct_bias, fake_quant_modules, fold,
                             observe_during_training, quantize_backbone, search_ranges, to_int8)
 from siblings.registry import Registry

@@ -318,10 +318,11 @@ class Splits:
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device = torch.device("cpu")) -> "Splits":
-        from siblings.artifacts import check_safetensors, read_json, sidecar_path
+        from siblings.artifacts import check_safetensors, verified_sidecar
 
+        meta = verified_sidecar(path)
         check_safetensors(Path(path))
-        return cls(_LazyTensors(Path(path)), read_json(sidecar_path(path)), device)
+        return cls(_LazyTensors(Path(path)), meta, device)
 
     def images(self, split: str) -> torch.Tensor:
         """Images of ``split`` as float in [0, 1]: the pixel space attacks' eps refers to."""

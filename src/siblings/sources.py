@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from siblings.cards import ModelCard
 from siblings.checkpoints import load_model
 from siblings.gradients import AveragedGradient, ReversedGradient
 from siblings.models import SiblingNet
@@ -18,8 +19,8 @@ ROLE_VIEWS: dict[str, Callable[[SiblingNet], nn.Module]] = {"reversed": Reversed
 
 
 def load_source(role: str, path: str | Path, device: torch.device | str = "cpu"
-                ) -> tuple[nn.Module, dict]:
-    """The model a ``role`` attacks from, as the attacker uses it, and its sidecar."""
-    model, meta = load_model(path, device)
+                ) -> tuple[nn.Module, ModelCard]:
+    """The model a ``role`` attacks from, as the attacker uses it, and its card."""
+    model, card = load_model(path, device)
     view = ROLE_VIEWS.get(role)
-    return (view(model).eval() if view else model), meta
+    return (view(model).eval() if view else model), card

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from siblings.models import ModelSpec
+from siblings.cards import ModelSpec
 
 
 def minibatches(n: int, batch_size: int, epochs: float, seed: int) -> list[torch.Tensor]:

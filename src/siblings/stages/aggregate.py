@@ -9,7 +9,8 @@ from siblings.aggregate import (BENCHMARK_SCHEMA, MODELS_SCHEMA, model_row, quer
                                 with_amplification, with_defense, with_query_columns,
                                 with_sibling_measurements, with_similarity,
                                 with_success_intervals, write_frame, write_table)
-from siblings.artifacts import atomic_path, read_json
+from siblings.artifacts import atomic_path, read_parquet
+from siblings.cards import read_card
 from siblings.correlate import correlations
 from siblings.logs import log
 from siblings.provenance import config_hash, git_commit, package_versions
@@ -34,10 +35,10 @@ def run(attack_tables: list[str], similarity_tables: list[str],
         digest = config_hash(config)
         stamp = {"config_hash": digest, "run_name": config["name"]}
         dataset = config["dataset"]["name"]
-        models = pd.DataFrame([model_row(read_json(p), role, dataset)
+        models = pd.DataFrame([model_row(read_card(p), role, dataset)
                                for role, paths in model_sidecars.items() for p in paths])
-        sim = pd.concat([pd.read_parquet(p) for p in similarity_tables], ignore_index=True)
-        df = pd.concat([pd.read_parquet(p) for p in attack_tables], ignore_index=True)
+        sim = pd.concat([read_parquet(p) for p in similarity_tables], ignore_index=True)
+        df = pd.concat([read_parquet(p) for p in attack_tables], ignore_index=True)
         df = with_success_intervals(with_sibling_measurements(df, models))
         df = with_similarity(df, sim)
         df = with_amplification(df)

@@ -7,10 +7,9 @@ import time
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from siblings.artifacts import atomic_path
+from siblings.artifacts import write_parquet
 from siblings.attacks import Budget
 from siblings.attacks.batch import attack_set, build, run_batched, summary, target_classes
 from siblings.checkpoints import load_model
@@ -31,16 +30,16 @@ def run(data: str, target_path: str, role: str, sources: list[dict], out: str, a
     with stage(log_file, threads, params["seed"], device, data) as env:
         params = {k: for_device(v, env.device) for k, v in params.items()}
         splits = env.splits
-        target, target_meta = load_model(target_path, env.device)
+        target, target_card = load_model(target_path, env.device)
         attack = build(params)
         x, y = attack_set(target, splits.images("test"), splits.labels("test"),
                           params["n_examples"], params["seed"])
-        labels = (target_classes(y, target_meta["spec"]["num_classes"], params["seed"])
+        labels = (target_classes(y, target_card.spec.num_classes, params["seed"])
                   if params["targeted"] else y)
         rows = []
         for src in sources:
-            source, source_meta = (load_source(role, src["path"], env.device) if src["path"]
-                                   else (None, {}))
+            source, card = (load_source(role, src["path"], env.device) if src["path"]
+                            else (None, None))
             for eps in tqdm(params["eps"], desc=f"{attack_id} {role}/{src['source_id']}"):
                 start = time.time()
                 budget = Budget(float(eps), params["norm"], params.get("queries"))
@@ -50,21 +49,20 @@ def run(data: str, target_path: str, role: str, sources: list[dict], out: str, a
                          "%s), %.1f s", src["source_id"], eps, 100 * stats["success_rate"],
                          stats["median_queries_success"], time.time() - start)
                 rows.append({
-                    "dataset": splits.meta["dataset"], "arch": target_meta["spec"]["arch"],
-                    "compression": source_meta.get("compression_id") or "none",
-                    "compression_family": source_meta.get("family") or "none",
-                    "defense": source_meta.get("defense_id") or "none", "attack": attack_id,
+                    "dataset": splits.meta["dataset"], "arch": target_card.spec.arch,
+                    "compression": (card and card.compression_id) or "none",
+                    "compression_family": (card and card.family) or "none",
+                    "defense": (card and card.defense_id) or "none", "attack": attack_id,
                     "attack_method": params["method"],
                     "attack_kind": "query" if attack.is_query else "transfer",
                     "source_role": role, "source_id": src["source_id"],
-                    "source_arch": source_meta["spec"]["arch"] if source_meta else "none",
+                    "source_arch": card.spec.arch if card else "none",
                     "norm": params["norm"], "targeted": params["targeted"], "eps": float(eps),
                     "steps": params.get("steps"), "query_budget": params.get("queries"),
                     "n_examples": len(y), **stats,
-                    "target_clean_acc": target_meta["test_accuracy"],
-                    "source_clean_acc": source_meta.get("test_accuracy", np.nan),
+                    "target_clean_acc": target_card.test_accuracy,
+                    "source_clean_acc": card.test_accuracy if card else np.nan,
                     "seed": params["seed"], "job_config_hash": src["job_hash"],
                     "code_version": code_version, "device": env.device_name,
                 })
-        with atomic_path(out) as tmp:
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
+        write_parquet(pa.Table.from_pylist(rows), out)

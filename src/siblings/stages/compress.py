@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from siblings.artifacts import save_tensors
+from siblings.cards import ModelCard, Parent
 from siblings.checkpoints import load_model
 from siblings.compress import COMPRESSIONS, Job
 from siblings.engine import percent_equal, predict
@@ -24,7 +25,7 @@ def run(data: str, full: str, out: str, compression_id: str, params: dict, seed:
     measured on the CPU, where the int8 kernels run."""
     with stage(log_file, threads, seed, device, data) as env:
         splits = env.splits
-        model, full_meta = load_model(full)
+        model, full_card = load_model(full)
         teacher, _ = load_model(full, env.device)
         x_test, y_test = splits.images("test"), splits.labels("test")
         full_pred = predict(teacher, x_test)
@@ -40,17 +41,13 @@ def run(data: str, full: str, out: str, compression_id: str, params: dict, seed:
         product = measure(method.deploy(model.cpu(), params), x_test.cpu(), y_test.cpu(),
                           reference=pred.cpu())
         log.info("%s %s: accuracy %.2f%% (full %.2f%%), agreement with full %.2f%%; "
-                 "deployed as %s: %s", full_meta["spec"]["arch"], compression_id, acc,
-                 full_meta["test_accuracy"], agree, product["runtime"], product)
-        meta = {
-            "kind": "sibling", "spec": full_meta["spec"], "seed": seed,
-            "parent": {"path": str(full), "test_accuracy": full_meta["test_accuracy"],
-                       "code_version": full_meta["code_version"]},
-            "compression_id": compression_id, "compression": params,
-            "family": method.family, "measured": measured, "test_accuracy": acc,
-            "agreement_with_full": agree, "n_test": len(y_test),
-            "parameters": count_parameters(model), "product": product,
-            "compress_seconds": seconds, "code_version": code_version,
-            "device": env.device_name, "structure": structure,
-        }
-        save_tensors(out, model.state_dict(), meta)
+                 "deployed as %s: %s", full_card.spec.arch, compression_id, acc,
+                 full_card.test_accuracy, agree, product["runtime"], product)
+        card = ModelCard(
+            kind="sibling", spec=full_card.spec, seed=seed, test_accuracy=acc,
+            n_test=len(y_test), parameters=count_parameters(model), seconds=seconds,
+            code_version=code_version, device=env.device_name, product=product,
+            parent=Parent(str(full), full_card.test_accuracy, full_card.code_version),
+            compression_id=compression_id, compression=params, family=method.family,
+            structure=structure, agreement_with_full=agree, measured=measured)
+        save_tensors(out, model.state_dict(), card.to_dict())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from siblings.artifacts import save_tensors
+from siblings.cards import Parent
 from siblings.checkpoints import load_model
 from siblings.compress import COMPRESSIONS
 from siblings.defend import CHECK_IMAGES, DEFENSES, DefenseJob, mean_cosine
@@ -26,7 +28,7 @@ def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: d
         teacher, _ = load_model(full, env.device)
         for w in teacher.parameters():
             w.requires_grad_(False)
-        model, sib_meta = load_model(sibling, env.device)
+        model, sib = load_model(sibling, env.device)
         observe_during_training(model, False)
         check_x, check_y = splits.images("calib")[:CHECK_IMAGES], splits.labels("calib")[:CHECK_IMAGES]
         before = mean_cosine(teacher, model, check_x, check_y)
@@ -39,31 +41,25 @@ def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: d
         pred = predict(model, x_test)
         acc = percent_equal(pred, y_test)
         agree = percent_equal(pred, predict(teacher, x_test))
-        cost = sib_meta["test_accuracy"] - acc
+        cost = sib.test_accuracy - acc
         failed = cost > params["tolerance"]
         fell = after < before
         log.info("%s %s + %s: gradient cosine %.3f -> %.3f on %d held-out images; accuracy "
                  "%.2f%% -> %.2f%% (cost %.2f, tolerance %.2f)%s; %.0f s",
-                 sib_meta["spec"]["arch"], sib_meta["compression_id"], defense_id, before,
-                 after, len(check_y), sib_meta["test_accuracy"], acc, cost, params["tolerance"],
+                 sib.spec.arch, sib.compression_id, defense_id, before, after, len(check_y),
+                 sib.test_accuracy, acc, cost, params["tolerance"],
                  " FAILED" if failed else "", seconds)
         if params["lam"] > 0 and not fell:
             log.warning("the gradient similarity did not fall: the defense did nothing")
-        product = measure(COMPRESSIONS.get(sib_meta["compression"]["method"]).deploy(
-            model.cpu(), sib_meta["compression"]), x_test.cpu(), y_test.cpu(),
-            reference=pred.cpu())
-        meta = {
-            **{k: sib_meta.get(k) for k in ("spec", "compression_id", "compression", "family",
-                                            "structure")},
-            "kind": "defended", "seed": seed,
-            "parent": {"path": str(sibling), "test_accuracy": sib_meta["test_accuracy"],
-                       "code_version": sib_meta["code_version"]},
-            "defense_id": defense_id, "defense": params,
-            "measured": {**measured, "similarity_before": before, "similarity_after": after,
-                         "similarity_fell": fell},
-            "test_accuracy": acc, "accuracy_cost": cost, "failed": failed,
-            "agreement_with_full": agree, "n_test": len(y_test),
-            "parameters": count_parameters(model), "product": product,
-            "defend_seconds": seconds, "code_version": code_version, "device": env.device_name,
-        }
-        save_tensors(out, model.state_dict(), meta)
+        product = measure(COMPRESSIONS.get(sib.compression["method"]).deploy(
+            model.cpu(), sib.compression), x_test.cpu(), y_test.cpu(), reference=pred.cpu())
+        card = replace(
+            sib, kind="defended", seed=seed, test_accuracy=acc, n_test=len(y_test),
+            parameters=count_parameters(model), seconds=seconds, code_version=code_version,
+            device=env.device_name, product=product,
+            parent=Parent(str(sibling), sib.test_accuracy, sib.code_version),
+            defense_id=defense_id, defense=params, agreement_with_full=agree,
+            accuracy_cost=cost, failed=failed,
+            measured={**measured, "similarity_before": before, "similarity_after": after,
+                      "similarity_fell": fell})
+        save_tensors(out, model.state_dict(), card.to_dict())

@@ -23,7 +23,8 @@ from siblings.checkpoints import load_model
 from siblings.engine import percent_equal, predict
 from siblings.extract import distil_until_close
 from siblings.logs import log
-from siblings.models import ModelSpec, count_parameters, create_model
+from siblings.cards import ModelCard, Parent
+from siblings.models import count_parameters, create_model
 from siblings.stages.runner import stage
 
 
@@ -32,8 +33,8 @@ def run(data: str, victim: str, out: str, params: dict, seed: int, code_version:
     """Distils the (defended) sibling at ``victim`` into a fresh surrogate at ``out``."""
     with stage(log_file, threads, seed, device, data) as env:
         splits = env.splits
-        model, meta = load_model(victim, env.device)
-        surrogate = create_model(replace(ModelSpec.from_dict(meta["spec"]), pretrained=False))
+        model, victim_card = load_model(victim, env.device)
+        surrogate = create_model(replace(victim_card.spec, pretrained=False))
         surrogate.to(env.device)
         start = time.time()
         spent, calib_acc, goal = distil_until_close(
@@ -46,21 +47,19 @@ def run(data: str, victim: str, out: str, params: dict, seed: int, code_version:
         acc = percent_equal(pred, y_test)
         agree = percent_equal(pred, predict(model, x_test))
         log.info("surrogate of %s %s%s: accuracy %.2f%% (the sibling's %.2f%%), agrees with "
-                 "it on %.2f%% of test images; %.2f epochs, %.0f s%s", meta["spec"]["arch"],
-                 meta["compression_id"], f"+{meta['defense_id']}" if meta.get("defense_id") else "",
-                 acc, meta["test_accuracy"], agree, spent, seconds,
+                 "it on %.2f%% of test images; %.2f epochs, %.0f s%s", victim_card.spec.arch,
+                 victim_card.compression_id,
+                 f"+{victim_card.defense_id}" if victim_card.defense_id else "",
+                 acc, victim_card.test_accuracy, agree, spent, seconds,
                  f"; FAILED to come within {params['within']} points" if failed else "")
-        save_tensors(out, surrogate.state_dict(), {
-            "kind": "extracted", "spec": surrogate.spec.to_dict(), "seed": seed,
-            "compression": None, "compression_id": meta["compression_id"],
-            "family": meta["family"], "defense_id": meta.get("defense_id"),
-            "parent": {"path": str(victim), "test_accuracy": meta["test_accuracy"],
-                       "code_version": meta["code_version"]},
-            "extract": params, "test_accuracy": acc, "agreement_with_defended": agree,
-            "extract_epochs": spent, "calib_accuracy": calib_acc,
-            "victim_calib_accuracy": goal, "failed": failed,
-            "accuracy_cost": meta["test_accuracy"] - acc,
-            "n_test": len(y_test), "parameters": count_parameters(surrogate),
-            "extract_seconds": seconds, "code_version": code_version,
-            "device": env.device_name,
-        })
+        card = ModelCard(
+            kind="extracted", spec=surrogate.spec, seed=seed, test_accuracy=acc,
+            n_test=len(y_test), parameters=count_parameters(surrogate), seconds=seconds,
+            code_version=code_version, device=env.device_name, settings=params,
+            parent=Parent(str(victim), victim_card.test_accuracy, victim_card.code_version),
+            compression_id=victim_card.compression_id, family=victim_card.family,
+            defense_id=victim_card.defense_id, accuracy_cost=victim_card.test_accuracy - acc,
+            failed=failed,
+            measured={"agreement_with_victim": agree, "epochs": spent,
+                      "calib_accuracy": calib_acc, "victim_calib_accuracy": goal})
+        save_tensors(out, surrogate.state_dict(), card.to_dict())

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
+from siblings.artifacts import CorruptArtifactError
 from siblings.logs import log, log_to
 
 if TYPE_CHECKING:
@@ -46,18 +47,25 @@ def seed_everything(threads: int, seed: int, with_torch: bool = True) -> None:
 @contextmanager
 def stage(log_file: str | None, threads: int, seed: int, device: str | None = "cpu",
           data: str | None = None) -> Iterator[StageEnv]:
-    """Runs the body with its output in ``log_file``, seeded, on the resolved device."""
+    """Runs the body with its output in ``log_file``, seeded, on the resolved device. A
+    corrupted input ends the job with its one-paragraph message, not a stack trace."""
     with log_to(log_file):
-        if device is None:
-            seed_everything(threads, seed, with_torch=False)
-            yield StageEnv(None, "none", None)
-            return
-        from siblings import device as devices
-        from siblings.data import Splits
+        try:
+            yield _environment(threads, seed, device, data)
+        except CorruptArtifactError as err:
+            raise SystemExit(f"error: {err}") from None
 
-        chosen = devices.resolve(device)
-        devices.exact_math(chosen)
-        seed_everything(threads, seed)
-        name = devices.describe(chosen)
-        log.info("device %s (config: %s), %d threads, seed %d", name, device, threads, seed)
-        yield StageEnv(chosen, name, Splits.load(data, chosen) if data else None)
+
+def _environment(threads: int, seed: int, device: str | None, data: str | None) -> StageEnv:
+    if device is None:
+        seed_everything(threads, seed, with_torch=False)
+        return StageEnv(None, "none", None)
+    from siblings import device as devices
+    from siblings.data import Splits
+
+    chosen = devices.resolve(device)
+    devices.exact_math(chosen)
+    seed_everything(threads, seed)
+    name = devices.describe(chosen)
+    log.info("device %s (config: %s), %d threads, seed %d", name, device, threads, seed)
+    return StageEnv(chosen, name, Splits.load(data, chosen) if data else None)

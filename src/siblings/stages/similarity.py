@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from siblings.artifacts import atomic_path
+from siblings.artifacts import write_parquet
 from siblings.checkpoints import load_model
 from siblings.logs import log
 from siblings.similarity import compare, image_set, views
@@ -22,17 +21,16 @@ def run(data: str, full_path: str, sources: list[dict], out: str, params: dict,
         splits = env.splits
         x, y = image_set(splits.images("test"), splits.labels("test"), params["n_examples"],
                          params["seed"])
-        full, full_meta = load_model(full_path, env.device)
+        full, full_card = load_model(full_path, env.device)
         reference = views(full, x, y)
         rows = []
         for src in sources:
-            model, meta = load_source(src["role"], src["path"], env.device)
+            model, _ = load_source(src["role"], src["path"], env.device)
             values = compare(reference, views(model, x, y), params["metrics"])
-            log.info("%s %s/%s: %s", full_meta["spec"]["arch"], src["role"], src["source_id"],
+            log.info("%s %s/%s: %s", full_card.spec.arch, src["role"], src["source_id"],
                      {k: round(v, 4) for k, v in values.items() if isinstance(v, float)})
-            rows.append({"arch": full_meta["spec"]["arch"], "source_role": src["role"],
+            rows.append({"arch": full_card.spec.arch, "source_role": src["role"],
                          "source_id": src["source_id"], "n_similarity": len(y), **values,
                          "similarity_code_version": code_version,
                          "similarity_device": env.device_name})
-        with atomic_path(out) as tmp:
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
+        write_parquet(pa.Table.from_pylist(rows), out)

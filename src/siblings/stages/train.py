@@ -7,6 +7,7 @@ import time
 from siblings.artifacts import save_tensors
 from siblings.checkpoints import Start, starting_model
 from siblings.engine import accuracy
+from siblings.cards import ModelCard
 from siblings.logs import log
 from siblings.measure import float_deployment, measure
 from siblings.models import count_parameters
@@ -37,11 +38,8 @@ def run(data: str, out: str, arch: str, width: float, seed: int, params: dict,
                           reference=None)
         log.info("%s seed %d: test accuracy %.2f%% after %.0f s; %s", arch, seed, acc, seconds,
                  product)
-        meta = {
-            "kind": "full", "spec": model.spec.to_dict(), "seed": seed, "train": params,
-            "start": init,
-            "test_accuracy": acc, "n_test": len(y_test),
-            "parameters": count_parameters(model), "product": product, "train_seconds": seconds,
-            "code_version": code_version, "compression": None, "device": env.device_name,
-        }
-        save_tensors(out, model.state_dict(), meta)
+        card = ModelCard(
+            kind="full", spec=model.spec, seed=seed, test_accuracy=acc, n_test=len(y_test),
+            parameters=count_parameters(model), seconds=seconds, code_version=code_version,
+            device=env.device_name, product=product, settings=params, start=init)
+        save_tensors(out, model.state_dict(), card.to_dict())
