@@ -29,8 +29,10 @@ dataset:
 	    echo "apt could not install it: the data stage will try torchvision's downloader"; \
 	else echo "fashion-mnist not installed locally: the data stage will try torchvision's downloader"; fi
 
+# Killed at any point? Rerun the same command: siblings.run clears the dead run's lock
+# (never a live one's) and the profile reruns the jobs it left incomplete.
 bench: setup
-	$(VENV)/bin/snakemake $(PROFILE) --configfile $(CONFIG)
+	$(PY) -m siblings.run $(PROFILE) --configfile $(CONFIG)
 
 test: setup
 	$(PY) -m pytest -q
@@ -41,7 +43,7 @@ test-slurm: setup
 	$(PY) tests/slurm/check.py
 
 smoke: setup
-	$(VENV)/bin/snakemake $(PROFILE) --configfile config/smoke.yaml
+	$(PY) -m siblings.run $(PROFILE) --configfile config/smoke.yaml
 
 dry-run-full: setup
 	$(VENV)/bin/snakemake -n --configfile config/full.yaml

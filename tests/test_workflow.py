@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import torch
 import yaml
 
 from conftest import ROOT, project_copy, snakemake
@@ -215,6 +222,103 @@ def test_smoke_measures_every_compression_family_as_a_product(smoke_run):
     assert bench[bench.source_role != "sibling"].source_size_bytes.isna().all()
 
 
+def same_runs(first: Path, second: Path) -> list[str]:
+    """Where two smoke runs differ: every result table value for value (wall-clock columns
+    aside), and every tensor of every weight and data file exactly."""
+    from safetensors.torch import load_file
+
+    from siblings.compare import compare
+
+    lines, equal = compare(first / "results/smoke", second / "results/smoke")
+    problems = [] if equal else lines
+    files = sorted(p.relative_to(first) for p in (first / "results/smoke").rglob("*.safetensors"))
+    assert len(files) >= 10
+    for rel in files:
+        a, b = load_file(first / rel), load_file(second / rel)
+        if a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a):
+            problems.append(f"{rel}: tensors differ")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def second_run(tmp_path_factory) -> Path:
+    """Another smoke run from nothing, uninterrupted."""
+    work = project_copy(tmp_path_factory.mktemp("again"))
+    add_readme_compression(work)
+    result = snakemake(work, "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    return work
+
+
+def test_two_runs_from_nothing_give_equal_tables_and_weights(smoke_run, second_run):
+    assert same_runs(smoke_run, second_run) == []
+
+
+# The README's resume instruction, run as written: a killed run resumes with its own command.
+RESUME = ["make", "bench", "CONFIG=config/smoke.yaml"]
+KILL_POINTS = ("train", "compress", "defend", "extract", "attack", "aggregate")
+RULE_OF_OUTPUT = [  # an output path -> the rule that writes it
+    (r"/data\.", "data"), (r"/full/", "train"), (r"/sibling/", "compress"),
+    (r"/defended/", "defend"), (r"/extracted/", "extract"), (r"/attacks/", "attack"),
+    (r"/similarity/", "similarity"), (r"^results/smoke/[^/]+$", "aggregate"),
+    (r"^reports/", "report"),
+]
+
+
+def running_rules(work: Path) -> set[str]:
+    """The rules with a job in flight: Snakemake's incomplete markers (base64 output paths,
+    split into parts of at most a file name's length), read back."""
+    import base64
+
+    rules = set()
+    root = work / ".snakemake/incomplete"
+    for marker in (p for p in root.rglob("*") if p.is_file() and p.name != "migration_underway"):
+        encoded = "".join(part.lstrip("@") for part in marker.relative_to(root).parts)
+        output = base64.urlsafe_b64decode(encoded).decode()
+        rules |= {rule for pattern, rule in RULE_OF_OUTPUT if re.search(pattern, output)}
+    return rules
+
+
+def start_run(work: Path, log) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(work / "src"),
+           "VENV": str(Path(sys.executable).parents[1])}  # this venv: `make` finds it set up
+    return subprocess.Popen(RESUME, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def test_a_run_killed_at_six_points_resumes_with_its_own_command_to_the_same_numbers(
+        smoke_run, tmp_path):
+    work = project_copy(tmp_path)
+    add_readme_compression(work)
+    for name in ("Makefile", "pyproject.toml"):  # copy2 keeps the time `make` compares
+        shutil.copy2(ROOT / name, work / name)
+    log_path = tmp_path / "runs.log"
+    with open(log_path, "w") as log:
+        for point in KILL_POINTS:
+            run = start_run(work, log)
+            deadline = time.time() + 300
+            while point not in running_rules(work):
+                assert run.poll() is None, f"the run ended before a {point} job started"
+                assert time.time() < deadline, f"no {point} job within 300 s"
+                time.sleep(0.1)
+            time.sleep(0.3 if point == "aggregate" else 2.0)  # into the job
+            if point == "train":  # a second run while this one lives is refused, touching nothing
+                live = subprocess.run(RESUME, cwd=work, capture_output=True, text=True,
+                                      env={**os.environ, "PYTHONPATH": str(work / "src"),
+                                           "VENV": str(Path(sys.executable).parents[1])})
+                assert live.returncode != 0 and "another run is live" in live.stderr
+                assert point in running_rules(work) and run.poll() is None
+            os.killpg(run.pid, signal.SIGKILL)  # the whole tree: make, Snakemake, its jobs
+            run.wait()
+            assert point in running_rules(work), f"the {point} job ended before the kill"
+            assert any((work / ".snakemake/locks").iterdir()), "the kill left no lock to clear"
+        final = start_run(work, log)
+        assert final.wait(timeout=600) == 0, log_path.read_text()[-5000:]
+    output = log_path.read_text()
+    assert output.count("cleared the lock of a run that died") == len(KILL_POINTS)
+    assert same_runs(smoke_run, work) == []
+
+
 def test_nothing_changed_means_nothing_to_do(smoke_run):
     assert planned_jobs(snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml")) == {}
 
@@ -228,15 +332,85 @@ def test_attack_parameter_change_reruns_only_attack_and_downstream(smoke_run):
     assert jobs["attack"] == sum(1 for a, *_ in attack_sources(cfg) if a == "pgd")
 
 
-def test_attack_code_edit_reruns_only_attack_and_downstream(smoke_run):
-    code = smoke_run / "src/siblings/stages/attack.py"
-    original = code.read_text()
-    code.write_text(original + "\n# a change to the attack code\n")
+@contextmanager
+def edited(work: Path, path: str, old: str, new: str, count: int = 1):
+    """The project copy with ``old`` replaced by ``new`` in ``path``, restored afterwards."""
+    file = work / path
+    original = file.read_text()
+    assert original.count(old) >= count, f"{path} lost {old!r}"
+    file.write_text(original.replace(old, new, count))
     try:
-        jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", "config/smoke.yaml"))
+        yield
     finally:
-        code.write_text(original)
-    assert set(jobs) == {"attack", "aggregate", "report", "all"}
+        file.write_text(original)
+
+
+def planned_now(work: Path, config: str = "config/smoke.yaml") -> dict[str, int]:
+    return planned_jobs(snakemake(work, "-n", "--configfile", config))
+
+
+NEW_METHOD = '''
+
+COMPRESSIONS.register("copy")(Compression(_no_structure_change, lambda model, job: {},
+                                          _float_deploy, "none"))
+'''
+
+
+def test_adding_a_compression_method_plans_only_its_jobs(smoke_run):
+    cfg = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
+    cfg["compressions"]["copy"] = {"method": "copy"}
+    (smoke_run / "config/added.yaml").write_text(yaml.safe_dump(cfg))
+    with open(smoke_run / "src/siblings/compress.py") as f:
+        original = f.read()
+    (smoke_run / "src/siblings/compress.py").write_text(original + NEW_METHOD)
+    try:
+        jobs = planned_now(smoke_run, "config/added.yaml")
+    finally:
+        (smoke_run / "src/siblings/compress.py").write_text(original)
+    # no attack or similarity of the smoke run takes every sibling: only the new sibling,
+    # and the tables that list every model
+    assert jobs == {"compress": 1, "aggregate": 1, "report": 1, "all": 1}
+
+
+def test_editing_one_attack_plans_only_its_jobs(smoke_run):
+    cfg = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
+    pgd_jobs = sum(1 for a, *_ in attack_sources(cfg) if a == "pgd")
+    with edited(smoke_run, "src/siblings/attacks/transfer.py",
+                '"""Projected gradient descent (Madry et al., 2018)."""',
+                '"""Projected gradient descent (Madry et al., 2018)."""\n\n    edited = True'):
+        jobs = planned_now(smoke_run)
+    assert jobs == {"attack": pgd_jobs, "aggregate": 1, "report": 1, "all": 1}
+
+
+def test_editing_the_report_plans_only_the_report(smoke_run):
+    with edited(smoke_run, "src/siblings/report.py", "dpi=120,", "dpi=121,"):
+        assert planned_now(smoke_run) == {"report": 1, "all": 1}
+
+
+def test_a_comment_or_docstring_edit_plans_nothing(smoke_run):
+    with edited(smoke_run, "src/siblings/compress.py", "\n\n\n", "\n\n# a comment\n\n", 3), \
+            edited(smoke_run, "src/siblings/attacks/query.py", "Prior-guided random gradient-free",
+                   "Prior-guided random-gradient-free (edited)"), \
+            edited(smoke_run, "src/siblings/stages/attack.py", '"""Runs attack',
+                   '"""Edited. Runs attack'):
+        assert planned_now(smoke_run) == {}
+
+
+def test_a_corrupted_input_stops_its_job_naming_the_file_and_the_command(smoke_run, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(smoke_run, work, symlinks=True)
+    weights = "results/smoke/fashion-mnist/models/resnet18/sibling/ptq-w8a8.safetensors"
+    data = (work / weights).read_bytes()
+    (work / weights).write_bytes(data[: len(data) // 2])  # a full disk, a bad copy
+    table = work / "results/smoke/fashion-mnist/attacks/resnet18/pgd/sibling.parquet"
+    table.unlink()
+    result = snakemake(work, str(table.relative_to(work)), "--configfile", "config/smoke.yaml")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and not table.exists()
+    assert (f"{weights} is corrupted (its SHA-256 differs from the one recorded when it was "
+            "written: truncated or altered since), so it is not used. Delete it and rerun "
+            "`make bench CONFIG=config/smoke.yaml`: that regenerates it") in output
+    assert "Traceback" not in output
 
 
 BAD_CONFIGS = {

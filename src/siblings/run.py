@@ -1,0 +1,105 @@
+"""``python -m siblings.run [snakemake args]``: Snakemake that resumes after any kill.
+
+``make bench`` runs the workflow through this, so a run killed at any point (SIGKILL, a
+preempted node, a closed laptop) resumes with the same command. A killed Snakemake leaves
+its lock behind, and the next run would stop with a LockException. This clears the lock
+only once it is sure no live run holds it:
+
+- every run started here holds an OS lock (``flock``) on ``.snakemake/siblings-run.lock``
+  for as long as it lives; the kernel drops it when the process dies, however it dies;
+- on Linux, no other Snakemake process may be working in this directory (one started by
+  hand, without this wrapper).
+
+A live run makes this exit with status 2 and its pid, touching nothing. Jobs that were
+running when the run died are rerun from scratch (the profile sets ``rerun-incomplete``):
+every stage writes its outputs whole or not at all.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import IO
+
+LOCK = Path(".snakemake/siblings-run.lock")
+SNAKEMAKE_LOCKS = Path(".snakemake/locks")
+
+
+class LiveRunError(RuntimeError):
+    """Another run is working in this directory."""
+
+
+def hold_run_lock(path: Path = LOCK) -> IO[str]:
+    """Takes the run lock (released when the returned file closes or this process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise LiveRunError(f"another run is live in this directory (pid {holder}); wait for "
+                           "it to finish or stop it, then rerun") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _is_snakemake(argv: list[str]) -> bool:
+    """A Snakemake main process (``snakemake ...`` or ``python -m snakemake ...``), not one
+    of its jobs (``python .snakemake/scripts/...``)."""
+    return "snakemake" in [Path(a).name for a in argv[:2]] or argv[1:3] == ["-m", "snakemake"]
+
+
+def live_snakemakes(workdir: Path, proc: Path = Path("/proc")) -> list[int]:
+    """Pids of the Snakemake processes working in ``workdir`` (empty where there is no /proc)."""
+    found = []
+    here = workdir.resolve()
+    for entry in proc.glob("[0-9]*"):
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue  # gone, or not ours to read
+        if int(entry.name) != os.getpid() and _is_snakemake(argv) and cwd == here:
+            found.append(int(entry.name))
+    return found
+
+
+def clear_stale_lock(workdir: Path = Path(".")) -> bool:
+    """Removes Snakemake's lock files (what ``snakemake --unlock`` does, without parsing the
+    workflow again) once no live run holds them; True when there were some. Call with the
+    run lock held."""
+    locks = sorted((workdir / SNAKEMAKE_LOCKS).glob("*.lock"))
+    if not locks:
+        return False
+    pids = live_snakemakes(workdir)
+    if pids:
+        raise LiveRunError(f"Snakemake is running in this directory (pid "
+                           f"{', '.join(map(str, pids))}); wait for it or stop it, then rerun")
+    for lock in locks:
+        lock.unlink()
+    return True
+
+
+def main(args: list[str]) -> int:
+    try:
+        lock = hold_run_lock()
+        if clear_stale_lock():
+            print("siblings.run: cleared the lock of a run that died; resuming it",
+                  file=sys.stderr)
+    except LiveRunError as e:
+        print(f"siblings.run: {e}", file=sys.stderr)
+        return 2
+    with lock:
+        return subprocess.run([sys.executable, "-m", "snakemake", *args]).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
