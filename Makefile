@@ -32,7 +32,7 @@ dataset:
 # Killed at any point? Rerun the same command: siblings.run clears the dead run's lock
 # (never a live one's) and the profile reruns the jobs it left incomplete.
 bench: setup
-	$(PY) -m siblings.run $(PROFILE) --configfile $(CONFIG)
+	SIBLINGS_RERUN="make bench CONFIG=$(CONFIG)" $(PY) -m siblings.run $(PROFILE) --configfile $(CONFIG)
 
 test: setup
 	$(PY) -m pytest -q

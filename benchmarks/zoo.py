@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from siblings.stages import data, train
-from siblings.artifacts import read_json
+from siblings.cards import read_card
 from siblings.config import validate
 from siblings.models import ARCHITECTURES
 from siblings.fingerprint import fingerprints
@@ -47,12 +47,12 @@ def main() -> None:
             train.run(str(data_path), str(out), arch, width, 0, params,
                       code.code_hash("train", architecture=arch),
                       log_file=str(OUT / f"{arch}.log"), threads=args.threads)
-        meta = read_json(out.with_suffix(".json"))
+        card = read_card(out.with_suffix(".json"))
         entry = ARCHITECTURES.get(arch)
         rows.append(f"| {arch} | {entry.family} | {entry.library} | {width:g} "
-                    f"| {meta['parameters'] / 1e6:.2f}M "
-                    f"| {meta['test_accuracy']:.2f} | {params['epochs']:g} "
-                    f"| {meta['train_seconds']:.0f} |")
+                    f"| {card.parameters / 1e6:.2f}M "
+                    f"| {card.test_accuracy:.2f} | {params['epochs']:g} "
+                    f"| {card.seconds:.0f} |")
         print(rows[-1], flush=True)
     print("\n| architecture | family | factory | width | parameters | test acc. (%) | epochs "
           "| train s |\n|---|---|---|---|---|---|---|---|")

@@ -120,3 +120,31 @@ def test_the_report_reaches_no_model_code():
     modules = {m for m, _ in table.statements(["stages.report"])}
     assert not modules & {"compress", "quant", "train", "models", "attacks.base"}
     assert "report" in modules
+
+
+def write_package(root: Path, files: dict[str, str]) -> Path:
+    src = root / "siblings"
+    for name, text in {"__init__.py": "", "stages/__init__.py": "", **files}.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_text(text)
+    return src
+
+
+@pytest.mark.parametrize("edit", [("register(\"x\")", "register(\"y\")"),
+                                  ("range(3)", "range(4)")])
+def test_registrations_through_a_re_export_and_side_effects_of_imported_modules_count(
+        tmp_path, edit):
+    src = write_package(tmp_path, {
+        "base.py": "def registry():\n    return {}\n\n\nNORMS = registry()\n",
+        "hub.py": "from siblings.base import NORMS\n",
+        # registers through the re-export; its other line runs when the module loads
+        "plugin.py": ("from siblings.hub import NORMS\n\nNORMS.register(\"x\")(abs)\n"
+                      "print([i for i in range(3)])\n"),
+        "stages/job.py": ("from siblings import plugin  # noqa: F401 (loads it)\n"
+                          "from siblings.base import NORMS\n\n\ndef run():\n"
+                          "    return NORMS\n"),
+    })
+    before = Fingerprints([], src).digest(["stages.job"])
+    text = (src / "plugin.py").read_text()
+    (src / "plugin.py").write_text(text.replace(*edit))
+    assert Fingerprints([], src).digest(["stages.job"]) != before

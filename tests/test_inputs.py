@@ -121,12 +121,16 @@ def test_untrained_published_weights_must_fit_the_dataset_classes(tmp_path):
 def test_a_model_named_by_config_that_cannot_adapt_stops_the_run_before_any_job():
     cfg = smoke()
     cfg["archs"] = {"torchvision/vit_b_16": {}, "timm/resnet10t": {}}
+    cfg["compressions"]["kd-googlenet"] = {"method": "kd", "student": "torchvision/googlenet",
+                                           "epochs": 1}
     with pytest.raises(ConfigError) as err:
         check_inputs(validate(cfg, SCHEMA))
     assert str(err.value) == (
         "invalid config:\n  config key 'archs.torchvision/vit_b_16': torchvision/vit_b_16 "
         "cannot adapt to the dataset (1 channels, 10 classes, 32 px): AssertionError: Wrong "
-        "image height! Expected 224 but got 32!")
+        "image height! Expected 224 but got 32!\n  config key 'compressions.kd-googlenet."
+        "student': torchvision/googlenet cannot adapt to the dataset (1 channels, 10 classes, "
+        "32 px): it returns a GoogLeNetOutputs, not one tensor of scores")
 
 
 def test_an_unknown_named_model_is_refused_at_validation():

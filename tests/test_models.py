@@ -117,6 +117,8 @@ def test_a_model_that_cannot_adapt_says_why_and_an_unknown_one_lists_close_names
 
     problem = adapt_problem(ModelSpec("torchvision/vit_b_16", 1, 10, 32, (0.5,), (0.5,)))
     assert problem == "AssertionError: Wrong image height! Expected 224 but got 32!"
+    problem = adapt_problem(ModelSpec("torchvision/googlenet", 1, 10, 32, (0.5,), (0.5,)))
+    assert problem == "it returns a GoogLeNetOutputs, not one tensor of scores"  # aux heads
     with pytest.raises(UnknownNameError, match="timm has no model 'resnet10x'; close: resnet10t"):
         ARCHITECTURES.get("timm/resnet10x")
     with pytest.raises(UnknownNameError, match="torchvision has no classification model"):

@@ -48,3 +48,17 @@ def test_a_dead_runs_lock_is_cleared_and_no_lock_means_nothing_to_do(stale_lock)
     assert clear_stale_lock(stale_lock)
     assert list((stale_lock / SNAKEMAKE_LOCKS).iterdir()) == []
     assert not clear_stale_lock(stale_lock)
+
+
+@pytest.mark.parametrize("argv, live", [
+    (["/venv/bin/python", "/venv/bin/snakemake", "--cores", "2"], True),
+    (["snakemake", "-n"], True),
+    (["/venv/bin/python", "-u", "-m", "snakemake", "--profile", "p"], True),
+    (["/venv/bin/python", "/w/.snakemake/scripts/tmpab12.attack.py"], True),  # a job
+    (["/venv/bin/python", "-m", "siblings.run", "--configfile", "c.yaml"], False),
+    (["/venv/bin/python", "-m", "pytest", "tests/test_snakemake_things.py"], False),
+])
+def test_what_counts_as_a_live_run(argv, live):
+    from siblings.run import _is_snakemake
+
+    assert _is_snakemake(argv) is live

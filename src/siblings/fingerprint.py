@@ -64,12 +64,19 @@ def _bound(node: ast.AST) -> set[str]:
         return {a.asname or a.name.split(".")[0] for a in node.names}
     names: set[str] = set()
     for child in ast.iter_child_nodes(node):
-        if isinstance(child, ast.stmt):
-            names |= _bound(child)
-        else:
-            names |= {n.id for n in ast.walk(child)
-                      if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        names |= _bound(child) if isinstance(child, ast.stmt) else _stored(child)
     return names
+
+
+def _stored(node: ast.AST) -> set[str]:
+    """Names an expression assigns in its own scope: not a lambda's or a comprehension's
+    variables, which bind nothing at module level."""
+    if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp,
+                         ast.GeneratorExp)):
+        return set()
+    if isinstance(node, ast.Name):
+        return {node.id} if isinstance(node.ctx, ast.Store) else set()
+    return set().union(*(_stored(child) for child in ast.iter_child_nodes(node)))
 
 
 class _Package:
@@ -253,16 +260,20 @@ class _Closure:
             self.add_statement(stmt)
 
     def touch(self, module: str) -> None:
-        """A module that loads runs its unbound statements, and so do its packages'."""
+        """A module that loads runs its unbound statements, and so do its packages' and the
+        modules it imports at its top level (``from siblings.attacks import query``)."""
         parts = module.split(".") if module else []
         for depth in range(len(parts) + 1):
             package = ".".join(parts[:depth])
             if package in self.touched or not self.package.has_module(package):
                 continue
             self.touched.add(package)
-            for i in self.package.parsed(package).unbound:
+            parsed = self.package.parsed(package)
+            for i in parsed.unbound:
                 if (package, i) not in self.components:
                     self.add_statement((package, i))
+            for imported, _ in parsed.aliases.values():
+                self.touch(imported)
 
 
 class Fingerprints:
@@ -276,9 +287,17 @@ class Fingerprints:
         for module in self.package.paths:
             for i, registry in enumerate(self.package.parsed(module).registers):
                 if registry is not None and (module, i) not in self.components:
-                    self.registrations.setdefault(registry, []).append((module, i))
+                    self.registrations.setdefault(self.home(registry), []).append((module, i))
         self._reached: dict[str | Origin, frozenset[Statement]] = {}
         self._digests: dict[frozenset[str | Origin], str] = {}
+
+    def home(self, ref: Ref) -> Ref:
+        """Where a name is defined, following re-exports (``from siblings.attacks import
+        NORMS`` names ``attacks.base``'s)."""
+        module, name = ref
+        while self.package.has_module(module) and name in self.package.parsed(module).aliases:
+            module, name = self.package.parsed(module).aliases[name]
+        return (module, name)
 
     def statement(self, origin: Origin) -> Statement:
         spans = self.package.parsed(origin.module).spans

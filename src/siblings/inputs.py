@@ -52,13 +52,24 @@ def _start_problem(arch: str, knobs: dict, epochs: float, value: str,
     return _published_problem(arch, start.pretrained, shape.classes, epochs > 0)
 
 
-def _adapt_problem(arch: str, knobs: dict, shape: DataShape) -> str | None:
-    """Whether a model named by config (not curated) builds and runs for this dataset."""
-    if not ARCHITECTURES.get(arch).probe:
-        return None
-    return adapt_problem(ModelSpec(arch, shape.channels, shape.classes, model_input_size(shape),
-                                   (0.0,) * shape.channels, (1.0,) * shape.channels,
-                                   knobs["width"]))
+def _adapt_problems(config: dict, shape: DataShape) -> list[str]:
+    """Every model named by config and not curated (an architecture, a distillation
+    student) that does not build and run for this dataset."""
+    named = [(f"archs.{arch}", arch, knobs["width"]) for arch, knobs in config["archs"].items()]
+    named += [(f"compressions.{cid}.student", p["student"], p.get("width", 1.0))
+              for cid, p in config["compressions"].items() if p.get("student", "self") != "self"]
+    problems = []
+    for key, arch, width in named:
+        if not ARCHITECTURES.get(arch).probe:
+            continue
+        problem = adapt_problem(ModelSpec(arch, shape.channels, shape.classes,
+                                          model_input_size(shape), (0.0,) * shape.channels,
+                                          (1.0,) * shape.channels, width))
+        if problem:
+            problems.append(f"config key '{key}': {arch} cannot adapt to the dataset "
+                            f"({shape.channels} channels, {shape.classes} classes, "
+                            f"{model_input_size(shape)} px): {problem}")
+    return problems
 
 
 def check_inputs(config: dict) -> DataShape:
@@ -69,13 +80,8 @@ def check_inputs(config: dict) -> DataShape:
         shape = DATASETS.get(ds["name"]).shape(ds["root"], ds["download"], ds["image_size"])
     except DatasetNotFoundError as err:
         raise ConfigError(f"invalid config:\n  {err}") from err
-    problems = []
+    problems = _adapt_problems(config, shape)
     for arch, knobs in config["archs"].items():
-        problem = _adapt_problem(arch, knobs, shape)
-        if problem:
-            problems.append(f"config key 'archs.{arch}': {arch} cannot adapt to the dataset "
-                            f"({shape.channels} channels, {shape.classes} classes, "
-                            f"{model_input_size(shape)} px): {problem}")
         epochs = knobs.get("epochs", config["train"]["epochs"])
         for role, value in knobs.get("weights", {}).items():
             problem = _start_problem(arch, knobs, epochs, value, shape)

@@ -573,6 +573,8 @@ def adapt_problem(spec: ModelSpec) -> str | None:
                                                  spec.input_size))
     except Exception as err:  # noqa: BLE001
         return f"{type(err).__name__}: {err}"
+    if not isinstance(out, torch.Tensor):
+        return f"it returns a {type(out).__name__}, not one tensor of scores"
     if tuple(out.shape) != (2, spec.num_classes):
         return f"it gives outputs of shape {tuple(out.shape)}, not (2, {spec.num_classes})"
     return None

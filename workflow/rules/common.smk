@@ -36,9 +36,10 @@ for _verdict in SUPPORT.left_out():
 SEED_FULL = config["seeds"]["full"]
 SEED_INDEPENDENT = config["seeds"]["independent"]
 
-# The command a job names when it finds an input corrupted: it regenerates the file.
-os.environ[RERUN_VARIABLE] = "make bench" + "".join(
-    f" CONFIG={os.path.relpath(f)}" for f in workflow.overwrite_configfiles or [])
+# The command a job names when it finds an input corrupted: it regenerates the file. `make
+# bench` and `siblings.run` set it to themselves; plain Snakemake gets `make bench`'s form.
+os.environ.setdefault(RERUN_VARIABLE, "make bench" + "".join(
+    f" CONFIG={os.path.relpath(f)}" for f in workflow.overwrite_configfiles or []))
 
 # Each job's code fingerprint: its stage's plumbing and the registered entries it runs
 # (siblings/fingerprint.py), from the source tree as it is at plan time.
