@@ -103,7 +103,7 @@ def test_any_timm_or_torchvision_classifier_adapts_by_name():
 
     for name in ("timm/resnet10t", "torchvision/resnet18"):
         entry = ARCHITECTURES.get(name)
-        assert entry.probe and entry.why_not("width") and entry.why_not("int8")
+        assert entry.probe and entry.why_not("width") and entry.why_not("channel_pruning")
         assert entry.why_not("double_backward") is None  # the defense applies
         spec = ModelSpec(name, 1, 10, 32, (0.5,), (0.5,))
         assert adapt_problem(spec) is None

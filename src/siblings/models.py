@@ -491,12 +491,13 @@ def mixer_s4(in_chans: int, num_classes: int, width: float, pretrained: bool | s
 
 # --- any other timm or torchvision classifier, named in the config ---------------------
 
-# What a model named by config declares: no curated width knob, and the conversions only
-# the curated entries were checked with. Every such model is built and run once on the
-# meta device before any job (adapt_problem), so one that cannot adapt stops the plan.
+# What a model named by config declares: no curated width knob, and no channel pruning
+# (only the curated entries were checked with torch-pruning). Its int8 conversion is tried
+# as every sibling's is, and a failure is flagged in the sibling's runtime. Every such
+# model is built and run once on the meta device before any job (adapt_problem), so one
+# that cannot adapt stops the plan.
 NAMED_UNSUPPORTED = {
     "width": "a model named by config has no curated width knob",
-    "int8": "not verified for a model named by config: the fake-quantized sibling is used",
     "channel_pruning": "not verified for a model named by config",
 }
 
