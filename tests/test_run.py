@@ -4,6 +4,7 @@ resume is in test_workflow.py)."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,12 @@ from siblings.run import (SNAKEMAKE_LOCKS, LiveRunError, clear_stale_lock, hold_
 
 def test_a_second_run_cannot_take_the_run_lock_until_the_first_lets_go(tmp_path):
     first = hold_run_lock(tmp_path / "run.lock")
+    began = time.monotonic()
     with pytest.raises(LiveRunError, match=r"another run is live in this directory \(pid \d+\)"):
-        hold_run_lock(tmp_path / "run.lock")
+        hold_run_lock(tmp_path / "run.lock", patience=0.5)
+    assert time.monotonic() - began >= 0.5  # a holder that is still exiting gets its moment
     first.close()  # what the kernel does when the holder dies
-    hold_run_lock(tmp_path / "run.lock").close()
+    hold_run_lock(tmp_path / "run.lock", patience=0).close()
 
 
 @pytest.fixture

@@ -294,6 +294,22 @@ def start_run(work: Path, log) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def released(lock: Path, timeout: float = 30.0) -> None:
+    """Waits until the killed run's processes have finished exiting: the kernel drops their
+    run lock then (siblings.run itself waits a few seconds for that)."""
+    import fcntl
+
+    deadline = time.time() + timeout
+    with open(lock) as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                assert time.time() < deadline, "the killed run still holds its lock"
+                time.sleep(0.1)
+
+
 def test_a_run_killed_at_six_points_resumes_with_its_own_command_to_the_same_numbers(
         smoke_run, tmp_path):
     stamp = VENV / ".installed"
@@ -314,13 +330,14 @@ def test_a_run_killed_at_six_points_resumes_with_its_own_command_to_the_same_num
                 assert time.time() < deadline, f"no {point} job within 300 s"
                 time.sleep(0.1)
             time.sleep(0.3 if point == "aggregate" else 2.0)  # into the job
-            if point == "train":  # a second run while this one lives is refused, touching nothing
+            if point == "defend":  # a second run while this one lives is refused, touching nothing
                 live = subprocess.run(RESUME, cwd=work, capture_output=True, text=True,
                                       env=run_env(work))
                 assert live.returncode != 0 and "another run is live" in live.stderr
                 assert point in running_rules(work, started) and run.poll() is None
             os.killpg(run.pid, signal.SIGKILL)  # the whole tree: make, Snakemake, its jobs
             run.wait()
+            released(work / ".snakemake/siblings-run.lock")
             assert point in running_rules(work, started), f"the {point} job ended before the kill"
             assert any((work / ".snakemake/locks").iterdir()), "the kill left no lock to clear"
         final = start_run(work, log)

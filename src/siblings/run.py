@@ -26,6 +26,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import IO
 
@@ -39,18 +40,26 @@ class LiveRunError(RuntimeError):
     """Another run is working in this directory."""
 
 
-def hold_run_lock(path: Path = LOCK) -> IO[str]:
-    """Takes the run lock (released when the returned file closes or this process dies)."""
+def hold_run_lock(path: Path = LOCK, patience: float = 3.0) -> IO[str]:
+    """Takes the run lock (released when the returned file closes or this process dies).
+    A run killed a moment ago may still be exiting (a large Snakemake takes a while to
+    unmap): the lock is retried for ``patience`` seconds before its holder counts as live."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = path.open("a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
-        raise LiveRunError(f"another run is live in this directory (pid {holder}); wait for "
-                           "it to finish or stop it, then rerun") from None
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise LiveRunError(f"another run is live in this directory (pid {holder}); wait "
+                               "for it to finish or stop it, then rerun") from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))
