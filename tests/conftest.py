@@ -75,7 +75,7 @@ def save_model(path: Path, model: torch.nn.Module, **card: object) -> None:
 
 def project_copy(dest: Path) -> Path:
     """A copy of the workflow and its package, so a test may edit code or write results."""
-    for name in ("Snakefile", "workflow", "src", "config", "envs"):
+    for name in ("workflow", "src", "config"):
         src = ROOT / name
         if src.is_dir():
             shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -88,7 +88,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     """Runs Snakemake on the project copy in ``workdir`` with the laptop profile."""
     cmd = [sys.executable, "-m", "snakemake", "--workflow-profile",
            str(workdir / "workflow/profiles/default"), "-d", str(workdir), "-s",
-           str(workdir / "Snakefile"), *args]
+           str(workdir / "workflow/Snakefile"), *args]
     env = {**os.environ, "PYTHONPATH": str(workdir / "src")}  # the copy's package, not ours
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir,
                           env=env)

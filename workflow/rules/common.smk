@@ -17,7 +17,7 @@ from siblings.fingerprint import fingerprints
 from siblings.provenance import config_hash
 from siblings.support import Support
 
-_valid = validate(config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml")
+_valid = validate(config, Path(workflow.basedir) / "schemas/config.schema.yaml")
 config.clear()
 config.update(_valid)
 NAME = config["name"]
@@ -46,7 +46,7 @@ os.environ.setdefault(RERUN_VARIABLE, "make bench" + "".join(
 code_hash = fingerprints().code_hash
 
 # Used only under `--sdm conda` (clusters); locally jobs run in the invoking venv.
-CONDA_ENV = "../../envs/cuda.yaml" if config["device"] == "cuda" else "../../envs/cpu.yaml"
+CONDA_ENV = "../envs/cuda.yaml" if config["device"] == "cuda" else "../envs/cpu.yaml"
 # GPUs each compute job asks a cluster for (locally only a counter).
 GPUS = 1 if config["device"] == "cuda" else 0
 
