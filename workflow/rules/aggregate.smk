@@ -1,8 +1,8 @@
 rule aggregate:
     input:
+        **{role: paths for role, paths in MODEL_SIDECARS.items()},
         tables=ATTACK_TABLES,
         similarity=SIMILARITY_TABLES,
-        **{role: paths for role, paths in MODEL_SIDECARS.items()},
     output:
         benchmark=BENCHMARK,
         models=MODELS,
@@ -14,13 +14,13 @@ rule aggregate:
     log:
         f"{LOGS}/aggregate.log",
     benchmark:
-        f"{BENCHMARKS}/aggregate.tsv",
+        f"{BENCHMARKS}/aggregate.tsv"
+    conda:
+        CONDA_ENV
     params:
         roles=list(MODEL_SIDECARS),
         config=config,
         support=SUPPORT.rows(),
         code=code_hash("aggregate"),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/aggregate.py"

@@ -8,16 +8,16 @@ rule attack:
     log:
         f"{LOGS}/attack/{{arch}}-{{attack}}-{{role}}.log",
     benchmark:
-        f"{BENCHMARKS}/attack/{{arch}}-{{attack}}-{{role}}.tsv",
+        f"{BENCHMARKS}/attack/{{arch}}-{{attack}}-{{role}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]["attack"]
+    resources:
+        gpu=GPUS,
     params:
         cfg=lambda w: config["attacks"][w.attack],
         sources=attack_sources,
         device=config["device"],
         code=attack_code,
-    threads: config["threads"]["attack"]
-    resources:
-        gpu=GPUS,
-    conda:
-        CONDA_ENV
     script:
         "../scripts/attack.py"

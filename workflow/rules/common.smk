@@ -31,15 +31,21 @@ ROLES = config["source_roles"]
 # jobs that fail; the report lists them (support.parquet).
 SUPPORT = Support(config)
 for _verdict in SUPPORT.left_out():
-    print(f"left out of the plan: {_verdict.arch} x {_verdict.kind} {_verdict.component}: "
-          f"{_verdict.reason}", file=sys.stderr)
+    print(
+        f"left out of the plan: {_verdict.arch} x {_verdict.kind} {_verdict.component}: "
+        f"{_verdict.reason}",
+        file=sys.stderr,
+    )
 SEED_FULL = config["seeds"]["full"]
 SEED_INDEPENDENT = config["seeds"]["independent"]
 
 # The command a job names when it finds an input corrupted: it regenerates the file. `make
 # bench` and `siblings.run` set it to themselves; plain Snakemake gets `make bench`'s form.
-os.environ.setdefault(RERUN_VARIABLE, "make bench" + "".join(
-    f" CONFIG={os.path.relpath(f)}" for f in workflow.overwrite_configfiles or []))
+os.environ.setdefault(
+    RERUN_VARIABLE,
+    "make bench"
+    + "".join(f" CONFIG={os.path.relpath(f)}" for f in workflow.overwrite_configfiles or []),
+)
 
 # Each job's code fingerprint: its stage's plumbing and the registered entries it runs
 # (siblings/fingerprint.py), from the source tree as it is at plan time.
@@ -68,9 +74,17 @@ SIMILARITY_ALL = f"results/{NAME}/similarity.parquet"
 CORRELATIONS = f"results/{NAME}/correlations.parquet"
 QUERY_READINGS = f"results/{NAME}/queries.parquet"
 SUPPORT_TABLE = f"results/{NAME}/support.parquet"
-REPORT_FILES = [f"reports/{NAME}/{figure}.png" for figure in (
-    "transfer_success", "accuracy_vs_size", "query_success", "similarity", "defense",
-    "lambda_sweep")] + [f"reports/{NAME}/summary.md"]
+REPORT_FILES = [
+    f"reports/{NAME}/{figure}.png"
+    for figure in (
+        "transfer_success",
+        "accuracy_vs_size",
+        "query_success",
+        "similarity",
+        "defense",
+        "lambda_sweep",
+    )
+] + [f"reports/{NAME}/summary.md"]
 
 
 def _alternatives(names):
@@ -108,8 +122,10 @@ def defended_siblings(arch, siblings=None, defenses=None, adaptive=False, forms=
         and SUPPORT.defended_ok(arch, c, d)
         and (siblings is None or c in siblings)
         and (forms is None or config["defenses"][d]["form"] in forms)
-        and not (adaptive and (config["defenses"][d]["lam"] == 0
-                               or not config["defenses"][d]["adaptive"]))
+        and not (
+            adaptive
+            and (config["defenses"][d]["lam"] == 0 or not config["defenses"][d]["adaptive"])
+        )
     ]
 
 
@@ -139,8 +155,10 @@ def role_sources(arch, attack, role):
         "whitebox": lambda: [f"seed{SEED_FULL}"],
         "cross-arch": lambda: [config["cross_arch"][arch]],
         "defended": lambda: defended_siblings(arch, *chosen),
-        **{role: (lambda role=role: adaptive_sources(arch, chosen, role))
-           for role in ADAPTIVE_ROLES},
+        **{
+            role: (lambda role=role: adaptive_sources(arch, chosen, role))
+            for role in ADAPTIVE_ROLES
+        },
         NO_SOURCE: lambda: [NO_SOURCE],
     }[role]()
 
@@ -156,8 +174,8 @@ def victim_path(arch, source):
 
 ROLE_MODEL = {
     "sibling": lambda arch, source: SIBLING.format(arch=arch, compression=source),
-    "independent": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed"):]),
-    "whitebox": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed"):]),
+    "independent": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed") :]),
+    "whitebox": lambda arch, source: FULL.format(arch=arch, seed=source[len("seed") :]),
     "cross-arch": lambda arch, source: FULL.format(arch=source, seed=SEED_FULL),
     "defended": victim_path,
     "reversed": victim_path,
@@ -170,9 +188,14 @@ ROLE_MODEL = {
 def attack_sources(wildcards):
     """Every source one attack job runs from: id, model path (None: no prior) and the hash
     of what its rows depend on."""
-    return [{"source_id": s, "path": ROLE_MODEL[wildcards.role](wildcards.arch, s) or None,
-             "job_hash": config_hash([config["attacks"][wildcards.attack], wildcards.role, s])}
-            for s in role_sources(wildcards.arch, wildcards.attack, wildcards.role)]
+    return [
+        {
+            "source_id": s,
+            "path": ROLE_MODEL[wildcards.role](wildcards.arch, s) or None,
+            "job_hash": config_hash([config["attacks"][wildcards.attack], wildcards.role, s]),
+        }
+        for s in role_sources(wildcards.arch, wildcards.attack, wildcards.role)
+    ]
 
 
 def source_models(wildcards):
@@ -227,17 +250,30 @@ def merged(*uses):
 
 def attack_code(wildcards):
     params = config["attacks"][wildcards.attack]
-    return code_hash("attack", **merged(
-        {"attack": {params["method"]}}, model_uses(wildcards.arch),
-        *(model_uses(wildcards.arch, wildcards.role, s)
-          for s in role_sources(wildcards.arch, wildcards.attack, wildcards.role))))
+    return code_hash(
+        "attack",
+        **merged(
+            {"attack": {params["method"]}},
+            model_uses(wildcards.arch),
+            *(
+                model_uses(wildcards.arch, wildcards.role, s)
+                for s in role_sources(wildcards.arch, wildcards.attack, wildcards.role)
+            ),
+        ),
+    )
 
 
 def similarity_code(wildcards):
-    return code_hash("similarity", **merged(
-        model_uses(wildcards.arch),
-        *(model_uses(wildcards.arch, s["role"], s["source_id"])
-          for s in similarity_sources(wildcards.arch))))
+    return code_hash(
+        "similarity",
+        **merged(
+            model_uses(wildcards.arch),
+            *(
+                model_uses(wildcards.arch, s["role"], s["source_id"])
+                for s in similarity_sources(wildcards.arch)
+            ),
+        ),
+    )
 
 
 def sidecar(path):
@@ -247,8 +283,13 @@ def sidecar(path):
 # Every (role, source) of an architecture that some attack uses: the pairs its similarity
 # job compares with the full model.
 def similarity_sources(arch):
-    pairs = {(r, s) for k in ATTACKS for r in attack_roles(k) if r != NO_SOURCE
-             for s in role_sources(arch, k, r)}
+    pairs = {
+        (r, s)
+        for k in ATTACKS
+        for r in attack_roles(k)
+        if r != NO_SOURCE
+        for s in role_sources(arch, k, r)
+    }
     return [{"role": r, "source_id": s, "path": ROLE_MODEL[r](arch, s)} for r, s in sorted(pairs)]
 
 
@@ -262,12 +303,24 @@ ATTACK_TABLES = [
 MODEL_SIDECARS = {
     "full": [sidecar(FULL.format(arch=a, seed=SEED_FULL)) for a in ARCHS],
     "independent": [sidecar(FULL.format(arch=a, seed=SEED_INDEPENDENT)) for a in ARCHS],
-    "sibling": [sidecar(SIBLING.format(arch=a, compression=c)) for a in ARCHS
-                for c in compressions_of(a)],
-    "defended": [sidecar(ROLE_MODEL["defended"](a, s)) for a in ARCHS for s in defended_siblings(a)],
-    "extracted": [sidecar(ROLE_MODEL["extracted"](a, s)) for a in ARCHS
-                  for s in sorted({s for k in ATTACKS if "extracted" in attack_roles(k)
-                                   for s in role_sources(a, k, "extracted")})],
+    "sibling": [
+        sidecar(SIBLING.format(arch=a, compression=c)) for a in ARCHS for c in compressions_of(a)
+    ],
+    "defended": [
+        sidecar(ROLE_MODEL["defended"](a, s)) for a in ARCHS for s in defended_siblings(a)
+    ],
+    "extracted": [
+        sidecar(ROLE_MODEL["extracted"](a, s))
+        for a in ARCHS
+        for s in sorted(
+            {
+                s
+                for k in ATTACKS
+                if "extracted" in attack_roles(k)
+                for s in role_sources(a, k, "extracted")
+            }
+        )
+    ],
 }
 SIMILARITY_TABLES = [SIMILARITY.format(arch=a) for a in ARCHS]
 

@@ -8,17 +8,17 @@ rule compress:
     log:
         f"{LOGS}/compress/{{arch}}-{{compression}}.log",
     benchmark:
-        f"{BENCHMARKS}/compress/{{arch}}-{{compression}}.tsv",
+        f"{BENCHMARKS}/compress/{{arch}}-{{compression}}.tsv"
+    priority: 1  # long jobs first, so short attack jobs fill the tail of the run
+    conda:
+        CONDA_ENV
+    threads: config["threads"]["compress"]
+    resources:
+        gpu=GPUS,
     params:
         cfg=lambda w: config["compressions"][w.compression],
         seed=SEED_FULL,
         device=config["device"],
         code=lambda w: code_hash("compress", **merged(model_uses(w.arch, "sibling", w.compression))),
-    threads: config["threads"]["compress"]
-    resources:
-        gpu=GPUS,
-    priority: 1  # long jobs first, so short attack jobs fill the tail of the run
-    conda:
-        CONDA_ENV
     script:
         "../scripts/compress.py"

@@ -5,11 +5,11 @@ rule data:
     log:
         f"{LOGS}/data.log",
     benchmark:
-        f"{BENCHMARKS}/data.tsv",
+        f"{BENCHMARKS}/data.tsv"
+    conda:
+        CONDA_ENV
     params:
         cfg=config["dataset"],
         code=code_hash("data", dataset=DATASET),
-    conda:
-        CONDA_ENV
     script:
         "../scripts/data.py"

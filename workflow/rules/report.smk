@@ -40,10 +40,10 @@ rule report:
     log:
         f"{LOGS}/report.log",
     benchmark:
-        f"{BENCHMARKS}/report.tsv",
-    params:
-        code=code_hash("report"),
+        f"{BENCHMARKS}/report.tsv"
     conda:
         CONDA_ENV
+    params:
+        code=code_hash("report"),
     script:
         "../scripts/report.py"

@@ -8,16 +8,16 @@ rule similarity:
     log:
         f"{LOGS}/similarity/{{arch}}.log",
     benchmark:
-        f"{BENCHMARKS}/similarity/{{arch}}.tsv",
+        f"{BENCHMARKS}/similarity/{{arch}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: config["threads"]["attack"]
+    resources:
+        gpu=GPUS,
     params:
         sources=lambda w: similarity_sources(w.arch),
         cfg=config["similarity"],
         device=config["device"],
         code=similarity_code,
-    threads: config["threads"]["attack"]
-    resources:
-        gpu=GPUS,
-    conda:
-        CONDA_ENV
     script:
         "../scripts/similarity.py"
