@@ -108,8 +108,10 @@ def main() -> int:
         ctld_before = len(ctld_log.read_text()) if ctld_log.exists() else 0
         # Side by side: the SLURM run mostly waits for its status polls.
         began = time.time()
-        on_cluster = start([*smk, "--profile", str(fitted_profile(scratch, state))], cluster,
-                           scratch / "cluster.log")
+        # A workflow profile, as the SLURM profile is meant to be used: with --profile, the
+        # default workflow profile would load too and win (its cores: 2 caps the run).
+        on_cluster = start([*smk, "--workflow-profile", str(fitted_profile(scratch, state))],
+                           cluster, scratch / "cluster.log")
         here = start([*smk, "--workflow-profile", "workflow/profiles/default"], local,
                      scratch / "local.log")
         runs += [on_cluster, here]
