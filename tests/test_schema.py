@@ -6,8 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from siblings.aggregate import QUERIES, SIMILARITY, query_readings, similarity_table
 from siblings.artifacts import read_parquet
-from siblings.schema import Column, SchemaError, TableSchema
+from siblings.correlate import CORRELATIONS, correlations
+from siblings.schema import Column, SchemaError, TableSchema, tables
 
 TABLE = TableSchema("toy", 3, "A table for the tests.", (
     Column("name", pa.string(), "name", "what the row is"),
@@ -72,3 +74,45 @@ def test_a_written_file_carries_units_meanings_and_its_version(tmp_path):
     df = read_parquet(out)
     assert df.schema_version.tolist() == [3, 3]
     assert df["count"].tolist() == [3, 4] and df.ok.tolist()[0] is True
+
+
+def test_every_declared_column_has_a_unit_and_a_meaning():
+    for table in tables():
+        assert table.description
+        for column in table.written_columns:
+            assert column.unit.strip() and column.meaning.strip(), (table.name, column.name)
+
+
+def test_every_similarity_metric_is_declared():
+    torch = pytest.importorskip("torch")
+    from siblings.similarity import SIMILARITIES, Views, compare
+
+    g = torch.Generator().manual_seed(0)
+    views = [Views(*(torch.randn(6, 4, generator=g, dtype=torch.float64) for _ in range(3)))
+             for _ in range(2)]
+    produced = set(compare(*views, SIMILARITIES.names()))
+    assert produced <= {c.name for c in SIMILARITY.columns}
+
+
+def test_a_metric_the_config_leaves_out_is_a_null_column(tmp_path):
+    per_arch = pd.DataFrame([{"arch": "a", "source_role": "sibling", "source_id": "q8",
+                              "n_similarity": 50, "agreement": 0.9,
+                              "similarity_code_version": "c", "similarity_device": "cpu"}])
+    sim = similarity_table([per_arch])
+    SIMILARITY.write(sim.assign(dataset="d", config_hash="h", run_name="r"),
+                     tmp_path / "similarity.parquet")
+    written = read_parquet(tmp_path / "similarity.parquet")
+    assert written.agreement[0] == 0.9 and written.cka.isna().all()
+    assert written.grad_cosine_values[0] is None
+
+
+def test_a_run_without_query_attacks_or_pairs_writes_empty_declared_tables(tmp_path):
+    stamp = {"config_hash": "h", "run_name": "r"}
+    rows = pd.DataFrame([{"dataset": "d", "arch": "a", "attack": "pgd", "eps": 0.1,
+                          "attack_kind": "transfer", "source_role": "whitebox",
+                          "source_id": "seed0", "success_rate": 0.5}])
+    QUERIES.write(query_readings(rows, {"pgd": {}}).assign(**stamp), tmp_path / "q.parquet")
+    CORRELATIONS.write(correlations(rows).assign(dataset="d", **stamp), tmp_path / "c.parquet")
+    assert read_parquet(tmp_path / "q.parquet").empty
+    assert list(read_parquet(tmp_path / "c.parquet").columns) == [
+        c.name for c in CORRELATIONS.written_columns]

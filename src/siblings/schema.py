@@ -166,3 +166,12 @@ class TableSchema:
         self.validate(df)
         rows = df.assign(**{VERSION_COLUMN: self.version})[[c.name for c in self.written_columns]]
         write_parquet(pa.Table.from_pandas(rows, schema=self.arrow, preserve_index=False), out)
+
+
+def tables() -> list[TableSchema]:
+    """Every table a run writes, in the order the documentation lists them. Imported here,
+    not at the top: the modules that declare them import this one."""
+    from siblings.aggregate import BENCHMARK, MODELS, QUERIES, SIMILARITY, SUPPORT
+    from siblings.correlate import CORRELATIONS
+
+    return [BENCHMARK, MODELS, SIMILARITY, CORRELATIONS, QUERIES, SUPPORT]
