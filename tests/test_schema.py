@@ -5,11 +5,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import ROOT
 
 from siblings.aggregate import QUERIES, SIMILARITY, query_readings, similarity_table
 from siblings.artifacts import read_parquet
 from siblings.correlate import CORRELATIONS, correlations
-from siblings.schema import Column, SchemaError, TableSchema, tables
+from siblings.schema import Column, SchemaError, TableSchema, markdown, tables
 
 TABLE = TableSchema("toy", 3, "A table for the tests.", (
     Column("name", pa.string(), "name", "what the row is"),
@@ -81,6 +82,11 @@ def test_every_declared_column_has_a_unit_and_a_meaning():
         assert table.description
         for column in table.written_columns:
             assert column.unit.strip() and column.meaning.strip(), (table.name, column.name)
+
+
+def test_docs_results_md_is_the_generators_output():
+    """Regenerate with `python -m siblings.schema` after changing a declaration."""
+    assert (ROOT / "docs/results.md").read_text() == markdown(tables())
 
 
 def test_every_similarity_metric_is_declared():
