@@ -21,12 +21,54 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+from siblings.aggregate import ATTACK, DATASET, STAMP
+from siblings.schema import Column, TableSchema
 
 CORRELATED = ["grad_cosine", "agreement", "kl", "cka"]
 CORRELATION_ROLES = ("sibling", "defended")  # the published siblings, before and after defense
 TARGET = ["dataset", "arch", "attack", "eps"]  # one target model under one attack setting
 MIN_PAIRS = 3  # fewer pairs have no rank correlation worth the name
 MIDRANGE = "mid-range white-box per arch"
+
+RHO = "Spearman's rho, -1 to 1"
+# One correlation (correlations()); the aggregate stage adds the dataset and the run stamp.
+CORRELATION_COLUMNS = (
+    ATTACK,
+    Column("eps", pa.float64(), "`norm` distance, pixels in [0, 1]",
+           "the eps the outcome is read at; null where eps_rule picks one per architecture"),
+    Column("eps_rule", pa.string(), "name",
+           f"how eps is chosen: smallest (the attack's smallest), `{MIDRANGE}` (per "
+           "architecture, the eps whose white-box success is closest to 0.5) or each (every "
+           "eps on its own row)"),
+    Column("outcome", pa.string(), "name",
+           "what is correlated with the metric: success_rate, normalised_success (transfer "
+           "success / white-box success on the same target and eps) or query_reduction"),
+    Column("analysis", pa.string(), "name",
+           "pooled (all pairs ranked together) or within-arch (ranked within each "
+           "architecture only, so no architecture's overall level enters)"),
+    Column("metric", pa.string(), "name",
+           "the similarity metric (a column of similarity.parquet): grad_cosine, agreement, "
+           "kl or cka"),
+    Column("n_pairs", pa.int64(), "pairs",
+           "(architecture, sibling or defended sibling) pairs with both values; within-arch: "
+           f"only architectures with at least {MIN_PAIRS} such pairs"),
+    Column("n_archs", pa.int64(), "architectures", "architectures those pairs span"),
+    Column("spearman", pa.float64(), RHO,
+           f"rank correlation of metric and outcome over the pairs (within-arch: of the ranks "
+           f"within each architecture); null with fewer than {MIN_PAIRS} pairs or no spread"),
+    *(Column(f"ci_{end}", pa.float64(), RHO,
+             f"{side} end of the 95% percentile interval of spearman over 2,000 bootstrap "
+             "resamples of the pairs (seed 0; within-arch: resampled within each architecture)")
+      for end, side in (("low", "lower"), ("high", "upper"))),
+)
+CORRELATIONS = TableSchema("correlations", 1, (
+    "Does a sibling's similarity to its full model predict how well attacks from it work? "
+    "One row per (attack, eps, outcome, analysis, metric): Spearman's rho between the "
+    "similarity metric and the attack outcome over the (architecture, sibling) pairs, "
+    "published and defended siblings alike (siblings.correlate)."),
+    (*CORRELATION_COLUMNS, DATASET, *STAMP))
 
 
 def _strata(n: int, strata: np.ndarray | None) -> list[np.ndarray]:
@@ -166,7 +208,7 @@ def correlations(df: pd.DataFrame) -> pd.DataFrame:
             **_correlate(used, metric, spec["outcome"], spec["analysis"] == "within-arch")}
            for attack, rows in pairs.groupby("attack")
            for spec, used in _outcomes(rows, eps) for metric in CORRELATED]
-    return pd.DataFrame(out)
+    return pd.DataFrame(out) if out else pd.DataFrame(columns=[c.name for c in CORRELATION_COLUMNS])
 
 
 def correlation_markdown(corr: pd.DataFrame) -> str:

@@ -1,17 +1,18 @@
-"""The ``aggregate`` stage: every per-job table into one typed, provenance-stamped Parquet."""
+"""The ``aggregate`` stage: every per-job table into the run's typed, provenance-stamped
+Parquet tables, each checked against its declaration (:mod:`siblings.schema`)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import yaml
 
-from siblings.aggregate import (BENCHMARK_SCHEMA, MODELS_SCHEMA, model_row, query_readings,
-                                with_amplification, with_defense, with_query_columns,
-                                with_sibling_measurements, with_similarity,
-                                with_success_intervals, write_frame, write_table)
+from siblings.aggregate import (BENCHMARK, MODELS, QUERIES, SIMILARITY, SUPPORT, model_row,
+                                query_readings, similarity_table, with_amplification,
+                                with_defense, with_query_columns, with_sibling_measurements,
+                                with_similarity, with_success_intervals)
 from siblings.artifacts import atomic_path, read_parquet
 from siblings.cards import read_card
-from siblings.correlate import correlations
+from siblings.correlate import CORRELATIONS, correlations
 from siblings.logs import log
 from siblings.provenance import config_hash, git_commit, package_versions
 from siblings.stages.runner import stage
@@ -37,7 +38,7 @@ def run(attack_tables: list[str], similarity_tables: list[str],
         dataset = config["dataset"]["name"]
         models = pd.DataFrame([model_row(read_card(p), role, dataset)
                                for role, paths in model_sidecars.items() for p in paths])
-        sim = pd.concat([read_parquet(p) for p in similarity_tables], ignore_index=True)
+        sim = similarity_table([read_parquet(p) for p in similarity_tables])
         df = pd.concat([read_parquet(p) for p in attack_tables], ignore_index=True)
         df = with_success_intervals(with_sibling_measurements(df, models))
         df = with_similarity(df, sim)
@@ -49,12 +50,12 @@ def run(attack_tables: list[str], similarity_tables: list[str],
                        package_versions=str(sorted(package_versions().items())))
         df = df.sort_values(["arch", "attack", "source_role", "source_id", "eps"])
         corr = correlations(df)
-        write_table(df, BENCHMARK_SCHEMA, benchmark_out)
-        write_table(models.assign(**stamp), MODELS_SCHEMA, models_out)
-        write_frame(sim.assign(dataset=dataset, **stamp), similarity_out)
-        write_frame(corr.assign(dataset=dataset, **stamp), correlations_out)
-        write_frame(readings.assign(**stamp), queries_out)
-        write_frame(pd.DataFrame(support).assign(dataset=dataset, **stamp), support_out)
+        BENCHMARK.write(df, benchmark_out)
+        MODELS.write(models.assign(**stamp), models_out)
+        SIMILARITY.write(sim.assign(dataset=dataset, **stamp), similarity_out)
+        CORRELATIONS.write(corr.assign(dataset=dataset, **stamp), correlations_out)
+        QUERIES.write(readings.assign(**stamp), queries_out)
+        SUPPORT.write(pd.DataFrame(support).assign(dataset=dataset, **stamp), support_out)
         with atomic_path(config_out) as tmp:
             tmp.write_text(f"# config_hash: {digest}\n" + yaml.safe_dump(config, sort_keys=True))
         for _, c in corr[corr.metric == "grad_cosine"].iterrows():
