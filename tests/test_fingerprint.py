@@ -103,7 +103,7 @@ def test_a_shared_helper_counts_where_it_is_used(tree):
 def test_editing_the_report_changes_only_the_report(tree):
     before = hashes(tree)
     text = (tree / "report.py").read_text()
-    (tree / "report.py").write_text(text.replace("dpi=120,", "dpi=121,"))
+    (tree / "report.py").write_text(text.replace("dpi=150,", "dpi=151,"))
     assert changed(before, hashes(tree)) == {"report"}
 
 

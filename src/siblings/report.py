@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -12,9 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from siblings.artifacts import atomic_path  # noqa: E402
+from siblings.claims import claims_markdown  # noqa: E402
 from siblings.correlate import correlation_markdown  # noqa: E402
 from siblings.intervals import wilson  # noqa: E402
 from siblings.roles import ADAPTIVE_ROLES, DEFENDED_ROLES  # noqa: E402
@@ -23,9 +26,11 @@ BASELINE_ROLES = ("independent", "cross-arch", "whitebox")
 
 
 def _save(figure: plt.Figure, out: str | Path) -> None:
-    """Writes a figure atomically (a half-written PNG never replaces a good one)."""
-    with atomic_path(out) as tmp:
-        figure.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
+    """Writes a figure as PNG (for the report) and, beside it, PDF (for papers), each
+    atomically: a half-written file never replaces a good one."""
+    for path, kind in ((Path(out), "png"), (Path(out).with_suffix(".pdf"), "pdf")):
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=150, bbox_inches="tight", format=kind)
     plt.close(figure)
 
 
@@ -97,9 +102,11 @@ def query_figure(df: pd.DataFrame, out: str | Path) -> None:
     palette = _palette(data.source)
     grid = sns.relplot(data=data, x="queries", y="success", hue="source", col="arch",
                        row="eps", kind="line", drawstyle="steps-post", palette=palette,
-                       height=3.0, aspect=1.1, facet_kws={"sharey": True, "sharex": True})
+                       hue_order=list(palette), height=3.0, aspect=1.1,
+                       facet_kws={"sharey": True, "sharex": True})
     for (eps, arch), ax in grid.axes_dict.items():
         ax.set_xscale("log")
+        _log_axis(ax.xaxis)
         for source, d in data[(data.eps == eps) & (data.arch == arch)].groupby("source"):
             ax.fill_between(d.queries, d.low, d.high, step="post", color=palette[source],
                             alpha=0.12, linewidth=0)
@@ -111,28 +118,198 @@ def query_figure(df: pd.DataFrame, out: str | Path) -> None:
 
 
 def efficiency_figure(models: pd.DataFrame, out: str | Path) -> None:
-    """Accuracy vs deployed size: one panel per architecture, siblings coloured by family,
-    the full model (role ``full``) as a black star; the efficiency side of the trade-off."""
-    data = models[models.role.isin(["full", "sibling"])].assign(
-        size_kb=lambda d: d["size_bytes"] / 1024,
-        kind=lambda d: d["compression_family"].where(d.role == "sibling", "full model"))
-    families = sorted(data.loc[data.role == "sibling", "kind"].unique())
-    palette = {**dict(zip(families, sns.color_palette("tab10", len(families)))),
-               "full model": "black"}
-    markers = {**{f: "o" for f in families}, "full model": "*"}
-    grid = sns.relplot(data=data, x="size_kb", y="test_accuracy", hue="kind", style="kind",
-                       markers=markers, palette=palette, col="arch", col_wrap=4, s=120,
-                       height=3.0, aspect=1.1, facet_kws={"sharex": False, "sharey": False})
-    for ax, (_, panel) in zip(grid.axes.flat, data.groupby("arch", sort=True)):
+    """Accuracy vs deployed size: one panel per architecture, each sibling with the Wilson
+    95% interval of its test accuracy, the full model as a black star; the efficiency side
+    of the trade-off."""
+    data = models[models.role.isin(["full", "sibling"])]
+    low, high = wilson(np.round(data.test_accuracy / 100 * data.n_test), data.n_test)
+    data = data.assign(size_kib=data.size_bytes / 1024, low=100 * low, high=100 * high)
+    siblings, full = data[data.role == "sibling"], data[data.role == "full"]
+    style, archs = SiblingStyle.of(siblings), sorted(data.arch.unique())
+    figure, axes = plt.subplots(1, len(archs), squeeze=False, figsize=(3.3 * len(archs), 3.0))
+    for ax, arch in zip(axes[0], archs):
+        for r in siblings[siblings.arch == arch].itertuples():
+            style.point(ax, r.size_kib, r.test_accuracy, r.low, r.high, r.compression,
+                        r.compression_family)
+        f = full[full.arch == arch]
+        ax.errorbar(f.size_kib, f.test_accuracy, yerr=[f.test_accuracy - f.low,
+                                                       f.high - f.test_accuracy],
+                    fmt="*", color="black", markersize=10, capsize=2, label="full model")
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels overlap
-        for _, r in panel[panel.role == "sibling"].iterrows():
-            ax.annotate(r.compression, (r.size_kb, r.test_accuracy), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
-    grid.set_axis_labels("deployed size (KiB, log)", "test accuracy (%)")
-    grid.set_titles("{col_name}")
-    grid.figure.suptitle("Siblings as products: accuracy vs size", y=1.03)
-    _save(grid.figure, out)
+        _log_axis(ax.xaxis)
+        ax.set_title(arch, fontsize=9)
+        ax.set_xlabel("size on disk (KiB, log)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("test accuracy (%)", fontsize=8)
+    _figure_legend(figure, axes)
+    figure.suptitle("Siblings as products: accuracy vs size (Wilson 95% intervals on the "
+                    "test split)", y=1.12, fontsize=10)
+    figure.tight_layout()
+    _save(figure, out)
+
+
+def _family_palette(families: pd.Series) -> dict[str, tuple]:
+    """One colour-blind-safe colour per compression family, the same in every figure."""
+    names = sorted(families.dropna().unique())
+    return dict(zip(names, sns.color_palette("colorblind", len(names))))
+
+
+# The frontier's x axes: a column of the sibling rows, its label, whether it is log-scaled
+# (sizes span orders of magnitude; latencies of one model's siblings do not).
+FRONTIER_AXES = {"size_kib": ("size on disk (KiB, log)", True),
+                 "latency": ("latency, batch 1 (ms)", False)}
+PLAIN = FuncFormatter(lambda v, _: f"{v:g}")  # 300 and 1000, not 3x10^2 and 10^3
+
+
+def _log_axis(axis: matplotlib.axis.Axis) -> None:
+    """A log axis labelled at 1-2-5 steps in plain numbers."""
+    axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(PLAIN)
+    axis.set_minor_formatter(NullFormatter())
+
+
+@dataclass(frozen=True)
+class SiblingStyle:
+    """How a sibling is drawn in every figure that plots siblings as points: colour by
+    compression family (colour-blind-safe), marker by sibling, so no text labels collide."""
+
+    palette: dict[str, tuple]
+    marker: dict[str, str]
+
+    MARKERS = "osD^vPXhp<>"
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> SiblingStyle:
+        names = sorted(rows.compression.unique())
+        return cls(_family_palette(rows.compression_family),
+                   {c: cls.MARKERS[k % len(cls.MARKERS)] for k, c in enumerate(names)})
+
+    def point(self, ax: plt.Axes, x: float, y: float, low: float, high: float,
+              compression: str, family: str) -> None:
+        ax.errorbar(x, y, yerr=[[max(y - low, 0.0)], [max(high - y, 0.0)]],
+                    fmt=self.marker[compression], color=self.palette[family],
+                    label=f"{compression} ({family})", elinewidth=0.8, capsize=2,
+                    markersize=6, alpha=0.9)
+
+
+def _figure_legend(figure: plt.Figure, axes: np.ndarray) -> None:
+    """One legend above all panels, each label once."""
+    handles = {h.get_label(): h for ax in axes.flat for h in ax.get_legend_handles_labels()[0]}
+    figure.legend(handles.values(), handles.keys(), loc="upper center",
+                  ncol=min(len(handles), 5), fontsize=7, bbox_to_anchor=(0.5, 1.0),
+                  frameon=False)
+
+
+def frontier_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Each sibling at each transfer attack's smallest eps: what it saves (size, latency)
+    and what it costs (amplification, with its interval)."""
+    rows = _smallest_eps(df)
+    rows = rows[rows.source_role == "sibling"].dropna(subset=["amplification"])
+    return rows.assign(size_kib=rows.source_size_bytes / 1024, latency=rows.source_latency_ms)
+
+
+def frontier_figure(df: pd.DataFrame, models: pd.DataFrame, out: str | Path) -> None:
+    """The security-efficiency frontier: per architecture (columns), each sibling's size on
+    disk (top row) and latency (bottom row) against its transfer amplification at the
+    smallest eps, with the bootstrap 95% interval; the full model's size and latency as a
+    dotted line, no amplification (1x) as a dashed one."""
+    rows = frontier_rows(df)
+    if rows.empty:
+        _blank(out, "no sibling with a transfer amplification in this run")
+        return
+    full = models[models.role == "full"].set_index("arch")
+    full_x = {"size_kib": full.size_bytes / 1024, "latency": full.latency_ms}
+    archs, style = sorted(rows.arch.unique()), SiblingStyle.of(rows)
+    figure, axes = plt.subplots(len(FRONTIER_AXES), len(archs), squeeze=False, sharey=True,
+                                figsize=(3.3 * len(archs), 2.9 * len(FRONTIER_AXES)))
+    for (i, (x, (label, log))), (j, arch) in itertools.product(
+            enumerate(FRONTIER_AXES.items()), enumerate(archs)):
+        ax, d = axes[i][j], rows[rows.arch == arch].dropna(subset=[x])
+        for r in d.itertuples():
+            style.point(ax, getattr(r, x), r.amplification, r.amplification_ci_low,
+                        r.amplification_ci_high, r.compression, r.compression_family)
+        if arch in full_x[x].index and pd.notna(full_x[x][arch]):
+            ax.axvline(full_x[x][arch], color="black", ls=":", lw=1, label="full model")
+        ax.axhline(1.0, color="grey", ls="--", lw=0.8, label="no amplification (1x)")
+        ax.set_yscale("log")
+        _log_axis(ax.yaxis)
+        if log:
+            ax.set_xscale("log")
+            _log_axis(ax.xaxis)
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_title(arch if i == 0 else "", fontsize=9)
+        ax.tick_params(labelsize=7)
+    missing = rows.latency.isna().sum()
+    if missing:
+        axes[-1][0].text(0, -0.42, f"{missing} sibling rows have no CPU kernels, so no "
+                                   "latency (not shown)", transform=axes[-1][0].transAxes,
+                         fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("transfer amplification (x, log)", fontsize=8)
+    _figure_legend(figure, axes)
+    first = rows.iloc[0]
+    figure.suptitle(f"What each sibling saves vs how much it helps attack the full model "
+                    f"({first.attack}, eps {first.eps:g}; 95% intervals)", y=1.03, fontsize=10)
+    figure.tight_layout(rect=(0, 0, 1, 0.97))
+    _save(figure, out)
+
+
+def heatmap_panels(df: pd.DataFrame, readings: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Amplification per (architecture, sibling): transfer at each transfer attack's
+    smallest eps; queries as the factor by which the sibling prior needs fewer queries
+    than the independent prior (at the independent prior's final success rate)."""
+    t = _smallest_eps(df)
+    t = t[t.source_role == "sibling"].rename(columns={
+        "amplification": "value", "amplification_ci_low": "ci_low",
+        "amplification_ci_high": "ci_high", "amplification_bound": "bound"})
+    q = readings.query("reference == 'independent' and source_role == 'sibling' and "
+                       "statistic == 'query_factor' and level == 'final'"
+                       ).rename(columns={"source_id": "compression"})
+    panels = {f"transfer: {a}, eps {g.eps.iloc[0]:g}": g for a, g in t.groupby("attack")}
+    panels |= {f"queries: {a} sibling prior vs independent, eps {e:g}": g
+               for (a, e), g in q.groupby(["attack", "eps"])}
+    return panels
+
+
+def _cell(r: pd.Series) -> str:
+    mark = {True: ">", False: ""}.get(r.bound, r.bound or "")
+    return f"{mark}{r.value:.1f}x\n[{r.ci_low:.1f}, {r.ci_high:.1f}]"
+
+
+def heatmap_figure(df: pd.DataFrame, readings: pd.DataFrame, out: str | Path) -> None:
+    """Amplification heatmaps, architecture x sibling, one panel per attack (transfer and
+    query), each cell with its 95% interval; a shared log colour scale, 1x at its centre."""
+    panels = {k: v.dropna(subset=["value"]) for k, v in heatmap_panels(df, readings).items()}
+    panels = {k: v for k, v in panels.items() if len(v)}
+    if not panels:
+        _blank(out, "no amplification to draw in this run")
+        return
+    values = pd.concat([v.value for v in panels.values()])
+    norm = matplotlib.colors.LogNorm(vmin=min(float(values.min()), 1.0),
+                                     vmax=max(float(values.max()), 2.0))
+    widths = [v.compression.nunique() + 1 for v in panels.values()]
+    figure, axes = plt.subplots(1, len(panels), squeeze=False, width_ratios=widths,
+                                figsize=(1.3 * sum(widths) + 1.5, 0.75 * max(
+                                    v.arch.nunique() for v in panels.values()) + 1.8))
+    for k, (ax, (title, d)) in enumerate(zip(axes[0], panels.items())):
+        values = d.pivot_table(index="arch", columns="compression", values="value")
+        text = d.assign(cell=[_cell(r) for _, r in d.iterrows()]).pivot_table(
+            index="arch", columns="compression", values="cell", aggfunc="first"
+        ).reindex(index=values.index, columns=values.columns).fillna("n/a")
+        sns.heatmap(values, norm=norm, cmap="cividis", annot=text, fmt="", ax=ax, cbar=False,
+                    annot_kws={"fontsize": 7}, linewidths=0.5, linecolor="white")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("sibling", fontsize=8)
+        ax.set_ylabel("architecture" if k == 0 else "", fontsize=8)
+        ax.tick_params(labelsize=7, rotation=0)
+        ax.tick_params(axis="x", rotation=30)
+    bar = figure.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap="cividis"),
+                          ax=axes[0].tolist(), fraction=0.03, pad=0.02)
+    bar.set_label("amplification (x, log; 1x = no help)", fontsize=8)
+    _log_axis(bar.ax.yaxis)
+    figure.suptitle("How much each sibling helps attack its full model (95% intervals)",
+                    fontsize=10)
+    _save(figure, out)
 
 
 def product_table(models: pd.DataFrame) -> pd.DataFrame:
@@ -256,26 +433,46 @@ def similarity_figure(df: pd.DataFrame, corr: pd.DataFrame, out: str | Path) -> 
         return
     pairs = pairs.assign(sibling=pairs.source_role.map({"sibling": "as published",
                                                        "defended": "defended"}))
-    attacks = sorted(pairs.attack.unique())
-    figure, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.6), squeeze=False)
+    pairs = pairs.assign(**_outcome_interval(pairs))
+    palette, attacks = _family_palette(pairs.compression_family), sorted(pairs.attack.unique())
+    figure, axes = plt.subplots(1, len(attacks), figsize=(4.4 * len(attacks), 3.8), squeeze=False)
     for ax, attack in zip(axes[0], attacks):
         data = pairs[pairs.attack == attack]
+        ax.errorbar(data.grad_cosine, data.outcome, fmt="none", ecolor="lightgrey",
+                    elinewidth=0.7, yerr=[data.outcome - data.low, data.high - data.outcome])
         sns.scatterplot(data=data, x="grad_cosine", y="outcome", hue="compression_family",
-                        style="sibling", ax=ax, s=50)
+                        style="sibling", palette=palette, ax=ax, s=45, zorder=3)
         if data.grad_cosine.nunique() > 1:
             slope, intercept = np.polyfit(data.grad_cosine, data.outcome, 1)
             xs = np.linspace(data.grad_cosine.min(), data.grad_cosine.max(), 2)
             ax.plot(xs, slope * xs + intercept, color="grey", lw=1)
         c = corr[(corr.attack == attack) & (corr.metric == "grad_cosine")]
-        rho = "\n".join(f"{r.analysis} rho {r.spearman:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]"
-                        for r in c.drop_duplicates("analysis").itertuples())
+        rho = "\n".join(f"{r.outcome}, {r.analysis}, eps {r.eps_rule}: rho {r.spearman:.2f} "
+                        f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" for r in c.itertuples())
         query = data.attack_kind.iloc[0] == "query"
-        ax.set_title(f"{attack}{'' if query else f' eps {data.eps.min():g}'}\n{rho}", fontsize=8)
-        ax.set_xlabel("input-gradient cosine with the full model")
-        ax.set_ylabel("query reduction (x)" if query else "transfer success (%)")
-        ax.legend(fontsize=6)
+        ax.set_title(f"{attack}{'' if query else f', points at eps {data.eps.min():g}'}\n{rho}",
+                     fontsize=7)
+        ax.set_xlabel("input-gradient cosine with the full model", fontsize=8)
+        ax.set_ylabel("query reduction vs no prior (x)" if query
+                      else "transfer success (%)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend().remove()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    labels = [{"compression_family": "family:", "sibling": "sibling:"}.get(x, x) for x in labels]
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7,
+                  bbox_to_anchor=(0.5, -0.08), frameon=False)
+    figure.suptitle("Similarity vs vulnerability, one point per (architecture, sibling); "
+                    "95% intervals", fontsize=9)
     figure.tight_layout()
     _save(figure, out)
+
+
+def _outcome_interval(pairs: pd.DataFrame) -> dict[str, pd.Series]:
+    """The 95% interval of each pair's outcome: Wilson for a success rate (in %), the
+    bootstrap interval for a query reduction."""
+    rate = pairs.attack_kind == "transfer"
+    return {"low": (100 * pairs.success_ci_low).where(rate, pairs.query_reduction_ci_low),
+            "high": (100 * pairs.success_ci_high).where(rate, pairs.query_reduction_ci_high)}
 
 
 # What the defense is judged by, per attack kind; the labels the report shows.
@@ -353,9 +550,11 @@ def measure_text(row: pd.Series, measure: str) -> str:
 
 
 def defense_figure(table: pd.DataFrame, out: str | Path) -> None:
-    """Before/after per architecture and sibling: every measure from the undefended
-    sibling, the control, the defended sibling and the adaptive attackers, each bar with
-    its 95% interval (Wilson for a rate, bootstrap for a query reduction)."""
+    """Before/after per architecture (columns) and measure (rows): the undefended sibling,
+    the control, the defended sibling and the adaptive attackers, each bar with its 95%
+    interval (Wilson for a rate, bootstrap for a query reduction). Median queries over
+    successes has no interval and stays in the summary's table."""
+    table = table[table.measure != "median_queries_success"]
     if table.empty:
         _blank(out, "no defense with lam > 0 in this run's config")
         return
@@ -365,31 +564,39 @@ def defense_figure(table: pd.DataFrame, out: str | Path) -> None:
     panels, archs = list(dict.fromkeys(table.panel)), sorted(table.arch.unique())
     palette = dict(zip(sources, sns.color_palette("colorblind", len(sources))))
     figure, axes = plt.subplots(len(panels), len(archs), squeeze=False,
-                                figsize=(3.4 * len(archs), 2.5 * len(panels)))
-    width = 0.8 / len(sources)
+                                figsize=(3.2 * len(archs), 2.3 * len(panels)))
     for (i, panel), (j, arch) in itertools.product(enumerate(panels), enumerate(archs)):
         ax, d = axes[i][j], table[(table.panel == panel) & (table.arch == arch)]
+        if i == 0:
+            ax.set_title(f"{arch}\n{' / '.join(table[table.arch == arch].target.unique())}",
+                         fontsize=8)
         if d.empty:
             ax.axis("off")
             continue
-        scale = 100.0 if d.measure.iloc[0] == "success_rate" else 1.0
-        for k, source in enumerate(sources):
-            value = scale * d[source].to_numpy(dtype=float)
-            low, high = (scale * d[f"{source} {end}"].to_numpy(dtype=float) for end in ("low", "high"))
-            error = (None if np.isnan(low).all()  # accuracy: a measurement, no interval here
-                     else np.nan_to_num(np.stack([value - low, high - value])))
-            ax.bar(np.arange(len(d)) + (k - (len(sources) - 1) / 2) * width, value, width,
-                   color=palette[source], label=source, yerr=error, capsize=1.5,
-                   error_kw={"elinewidth": 0.6})
-        ax.set_xticks(np.arange(len(d)), d.target, fontsize=6)
-        ax.set_title(f"{arch}: {panel}", fontsize=8)
+        _defense_bars(ax, d.iloc[0], sources, palette)
+        ax.set_ylabel(panel if j == 0 else "", fontsize=8)
+        ax.tick_params(labelsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="upper center", ncol=min(len(sources), 5), fontsize=7,
-                  bbox_to_anchor=(0.5, 1.0))
+                  bbox_to_anchor=(0.5, 1.0), frameon=False)
     figure.suptitle("Similarity-unpairing: before / after, with the lam = 0 control and the "
-                    "adaptive attackers (95% intervals)", y=1.04)
-    figure.tight_layout(rect=(0, 0, 1, 0.95))
+                    "adaptive attackers (95% intervals)", y=1.03, fontsize=10)
+    figure.tight_layout(rect=(0, 0, 1, 0.985))
     _save(figure, out)
+
+
+def _defense_bars(ax: plt.Axes, row: pd.Series, sources: list[str],
+                  palette: dict[str, tuple]) -> None:
+    """One defended sibling's bars for one measure, no x ticks (the legend names them)."""
+    scale = 100.0 if row.measure == "success_rate" else 1.0
+    for k, source in enumerate(sources):
+        value, low, high = (scale * float(row[f"{source}{end}"])
+                            for end in ("", " low", " high"))
+        error = None if np.isnan(low) else [[max(value - low, 0.0)], [max(high - value, 0.0)]]
+        ax.bar(k, value, 0.8, color=palette[source], label=source, yerr=error, capsize=1.5,
+               error_kw={"elinewidth": 0.6})
+    ax.set_xticks([])
+    ax.set_xlim(-0.6, len(sources) - 0.4)  # the same slot for a source in every panel
 
 
 def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
@@ -411,7 +618,7 @@ def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
         line=d.compression + " " + d.defense_form.fillna(""))
     grid = sns.relplot(data=d.sort_values("defense_lambda"), x="cost", y="success", hue="line",
                        col="arch", row="attack", kind="line", marker="o", sort=False,
-                       height=3.0, aspect=1.1)
+                       col_order=sorted(d.arch.unique()), height=3.0, aspect=1.1)
     for (attack, arch), panel in d.groupby(["attack", "arch"]):
         ax = grid.axes_dict[(attack, arch)]
         for r in panel.itertuples():
@@ -472,12 +679,14 @@ def support_markdown(support: pd.DataFrame) -> str:
 
 def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
                      readings: pd.DataFrame, support: pd.DataFrame) -> str:
-    """The report text: headline table, all rows by eps, queries, similarity, the defense,
-    model accuracies, the support matrix, provenance."""
+    """The report text: the paper's claims beside this run's numbers, then the headline
+    table, all rows by eps, queries, similarity, the defense, model accuracies, the support
+    matrix, provenance."""
+    claims = claims_markdown(df, corr, readings)
     queries = df[df.attack_kind == "query"]
     devices = ", ".join(sorted(df.device.dropna().unique()))
     defense = defense_markdown(defense_table(df))
-    df = df[(df.attack_kind == "transfer") & ~df.source_role.isin(DEFENDED_ROLES)]
+    df = _published(df)
     eps_table = _with_success_text(df).assign(source=df.apply(source_label, axis=1)).pivot_table(
         index=["arch", "attack", "source"], columns="eps", values="success", aggfunc="first")
     model_cols = ["arch", "role", "compression", "defense", "width", "parameters",
@@ -485,6 +694,14 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
     first = df.iloc[0]
     return "\n".join([
         f"# siblings benchmark: `{first.run_name}` on {first.dataset}",
+        "",
+        claims,
+        "",
+        "![the security-efficiency frontier](frontier.png)",
+        "",
+        "![amplification per architecture and sibling](amplification.png)",
+        "",
+        "## Transfer attacks",
         "",
         "Transfer attacks against the full-scale model. Success = the target misclassifies an",
         "image it classified correctly. Amplification = sibling-source success divided by",
@@ -494,11 +711,11 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
         "the same draws for both sides]. \"> x\": the independent source fooled no image and",
         "is counted as one, so the ratio is at least x.",
         "",
-        f"## Headline (smallest eps = {df.eps.min():g})",
+        f"### Headline (smallest eps = {df.eps.min():g})",
         "",
         headline_table(df).to_markdown(index=False),
         "",
-        "## Transfer success (%) by eps",
+        "### Transfer success (%) by eps",
         "",
         eps_table.to_markdown(),
         "",
@@ -607,3 +824,37 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
         f"models.parquet ({len(models)} rows)",
         "",
     ])
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The aggregated Parquet files a report is drawn from."""
+
+    benchmark: pd.DataFrame
+    models: pd.DataFrame
+    correlations: pd.DataFrame
+    queries: pd.DataFrame
+    support: pd.DataFrame
+
+
+def _published(df: pd.DataFrame) -> pd.DataFrame:
+    """Transfer rows from sources as published (no defended sibling or its attackers)."""
+    return df[(df.attack_kind == "transfer") & ~df.source_role.isin(DEFENDED_ROLES)]
+
+
+# Every figure of the report: its file name (reports/<name>/<figure>.png and .pdf) and how
+# it is drawn. The report rule's outputs carry the same names.
+FIGURES: dict[str, Callable[[Tables, Path], None]] = {
+    "frontier": lambda t, out: frontier_figure(t.benchmark, t.models, out),
+    "amplification": lambda t, out: heatmap_figure(t.benchmark, t.queries, out),
+    "transfer_success": lambda t, out: transfer_figure(_published(t.benchmark), out),
+    "query_success": lambda t, out: query_figure(t.benchmark, out),
+    "accuracy_vs_size": lambda t, out: efficiency_figure(t.models, out),
+    "similarity": lambda t, out: similarity_figure(t.benchmark, t.correlations, out),
+    "defense": lambda t, out: defense_figure(defense_table(t.benchmark), out),
+    "lambda_sweep": lambda t, out: sweep_figure(t.benchmark, out),
+}
+
+
+def summary(t: Tables) -> str:
+    return summary_markdown(t.benchmark, t.models, t.correlations, t.queries, t.support)

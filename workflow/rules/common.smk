@@ -74,17 +74,19 @@ SIMILARITY_ALL = f"results/{NAME}/similarity.parquet"
 CORRELATIONS = f"results/{NAME}/correlations.parquet"
 QUERY_READINGS = f"results/{NAME}/queries.parquet"
 SUPPORT_TABLE = f"results/{NAME}/support.parquet"
-REPORT_FILES = [
-    f"reports/{NAME}/{figure}.png"
-    for figure in (
-        "transfer_success",
-        "accuracy_vs_size",
-        "query_success",
-        "similarity",
-        "defense",
-        "lambda_sweep",
-    )
-] + [f"reports/{NAME}/summary.md"]
+# The report's figures (siblings.report.FIGURES draws each) and their HTML-report category.
+FIGURES = {
+    "frontier": "Claims",
+    "amplification": "Claims",
+    "transfer_success": "Transfer",
+    "query_success": "Queries",
+    "accuracy_vs_size": "Efficiency",
+    "similarity": "Similarity",
+    "defense": "Defense",
+    "lambda_sweep": "Defense",
+}
+REPORT_FILES = [f"reports/{NAME}/{name}.{kind}" for name in FIGURES for kind in ("png", "pdf")]
+REPORT_FILES += [f"reports/{NAME}/summary.md"]
 
 
 def _alternatives(names):

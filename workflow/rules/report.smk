@@ -6,36 +6,15 @@ rule report:
         queries=QUERY_READINGS,
         support=SUPPORT_TABLE,
     output:
-        figure=report(
-            f"reports/{NAME}/transfer_success.png",
-            caption="../report/transfer_success.rst",
-            category="Transfer",
-        ),
-        efficiency=report(
-            f"reports/{NAME}/accuracy_vs_size.png",
-            caption="../report/accuracy_vs_size.rst",
-            category="Efficiency",
-        ),
-        queries=report(
-            f"reports/{NAME}/query_success.png",
-            caption="../report/query_success.rst",
-            category="Queries",
-        ),
-        similarity=report(
-            f"reports/{NAME}/similarity.png",
-            caption="../report/similarity.rst",
-            category="Similarity",
-        ),
-        defense=report(
-            f"reports/{NAME}/defense.png",
-            caption="../report/defense.rst",
-            category="Defense",
-        ),
-        sweep=report(
-            f"reports/{NAME}/lambda_sweep.png",
-            caption="../report/lambda_sweep.rst",
-            category="Defense",
-        ),
+        **{
+            name: report(
+                f"reports/{NAME}/{name}.png",
+                caption=f"../report/{name}.rst",
+                category=category,
+            )
+            for name, category in FIGURES.items()
+        },
+        **{f"{name}_pdf": f"reports/{NAME}/{name}.pdf" for name in FIGURES},
         summary=f"reports/{NAME}/summary.md",
     log:
         f"{LOGS}/report.log",
@@ -44,6 +23,7 @@ rule report:
     conda:
         CONDA_ENV
     params:
+        figures=list(FIGURES),
         code=code_hash("report"),
     script:
         "../scripts/report.py"

@@ -1,7 +1,6 @@
 from siblings.stages import report
 
-report.run(benchmark=snakemake.input.benchmark, models=snakemake.input.models,
-           correlations=snakemake.input.correlations, queries=snakemake.input.queries,
-           support=snakemake.input.support,
-           outputs=dict(snakemake.output.items()),
-           log_file=snakemake.log[0])
+report.run(tables={name: snakemake.input[name] for name in
+                   ("benchmark", "models", "correlations", "queries", "support")},
+           figures={name: snakemake.output[name] for name in snakemake.params.figures},
+           summary_out=snakemake.output.summary, log_file=snakemake.log[0])

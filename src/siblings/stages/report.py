@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from siblings.artifacts import atomic_path, read_parquet
 from siblings.logs import log
-from siblings.report import (defense_figure, defense_table, efficiency_figure, query_figure,
-                             similarity_figure, summary_markdown, sweep_figure, transfer_figure)
-from siblings.roles import DEFENDED_ROLES
+from siblings.report import FIGURES, Tables, summary
 from siblings.stages.runner import stage
 
 
-def run(benchmark: str, models: str, correlations: str, queries: str, support: str,
-        outputs: dict[str, str], log_file: str | None = None) -> None:
-    """Draws every figure and ``summary.md``; ``outputs`` maps figure/efficiency/queries/
-    similarity/defense/sweep/summary to their paths."""
+def run(tables: dict[str, str], figures: dict[str, str], summary_out: str,
+        log_file: str | None = None) -> None:
+    """Draws every figure of ``FIGURES`` into ``figures[name]`` (PNG, and PDF beside it)
+    and writes ``summary_out``; ``tables`` maps each field of ``Tables`` to its Parquet."""
+    if set(figures) != set(FIGURES):
+        raise ValueError(f"report: the rule's figures {sorted(figures)} are not the "
+                         f"library's {sorted(FIGURES)}")
     with stage(log_file, threads=1, seed=0, device=None):
-        df, mdf = read_parquet(benchmark), read_parquet(models)
-        corr = read_parquet(correlations)
-        plain = df[~df.source_role.isin(DEFENDED_ROLES)]
-        transfer_figure(plain[plain.attack_kind == "transfer"], outputs["figure"])
-        query_figure(df, outputs["queries"])
-        efficiency_figure(mdf, outputs["efficiency"])
-        similarity_figure(df, corr, outputs["similarity"])
-        defense_figure(defense_table(df), outputs["defense"])
-        sweep_figure(df, outputs["sweep"])
-        with atomic_path(outputs["summary"]) as tmp:
-            tmp.write_text(summary_markdown(df, mdf, corr, read_parquet(queries),
-                                            read_parquet(support)))
-        log.info("report written: %s", ", ".join(outputs.values()))
+        t = Tables(**{name: read_parquet(path) for name, path in tables.items()})
+        for name, draw in FIGURES.items():
+            draw(t, Path(figures[name]))
+        with atomic_path(summary_out) as tmp:
+            tmp.write_text(summary(t))
+        log.info("report written: %s, %s", ", ".join(figures.values()), summary_out)
