@@ -5,8 +5,9 @@ STAMP := $(VENV)/.installed
 PROFILE := --workflow-profile workflow/profiles/default
 FMNIST_FILE := train-images-idx3-ubyte.gz
 CONFIG ?= config/config.yaml
+RUN_NAME = $(shell awk '/^name:/ {print $$2}' $(CONFIG))
 
-.PHONY: setup dataset bench test test-slurm smoke dry-run-full clean
+.PHONY: setup dataset browser bench report test test-slurm smoke dry-run-full clean
 
 setup: $(STAMP) dataset
 
@@ -34,7 +35,23 @@ dataset:
 bench: setup
 	SIBLINGS_RERUN="make bench CONFIG=$(CONFIG)" $(PY) -m siblings.run $(PROFILE) --configfile $(CONFIG)
 
-test: setup
+# The run (finishing it first, as `make bench` would), then its self-contained HTML report:
+# every figure with a caption quoting the run's settings.
+report: bench
+	$(VENV)/bin/snakemake $(PROFILE) --configfile $(CONFIG) \
+	    --report reports/$(RUN_NAME)/report.html
+
+# Debian's chromium, for the test that opens the HTML report in a browser: installed when
+# run as root with apt; otherwise that one test is skipped and says why.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian package chromium"; \
+	    { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	    echo "apt could not install chromium: the browser test will be skipped"; \
+	else echo "chromium not installed: the browser test will be skipped"; fi
+
+test: setup browser
 	$(PY) -m pytest -q
 
 # config/smoke.yaml through workflow/profiles/slurm on a one-node SLURM cluster it starts

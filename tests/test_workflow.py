@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shutil
@@ -157,8 +158,11 @@ def test_smoke_produces_typed_parquet_and_report(smoke_run):
     readings = pd.read_parquet(smoke_run / "results/smoke/queries.parquet")
     assert set(readings.reference) == {"baseline", "independent"}
     assert (readings.ci_low <= readings.ci_high).all()
-    for figure in ("transfer_success.png", "accuracy_vs_size.png", "query_success.png"):
-        assert (smoke_run / "reports/smoke" / figure).stat().st_size > 10_000
+    from siblings.report import FIGURES
+
+    for figure in FIGURES:  # each for the HTML report, and as a PDF for papers
+        assert (smoke_run / f"reports/smoke/{figure}.png").stat().st_size > 10_000
+        assert (smoke_run / f"reports/smoke/{figure}.pdf").read_bytes()[:5] == b"%PDF-"
     assert int((smoke_run / "smoke_seconds").read_text()) <= 180
 
 
@@ -191,8 +195,6 @@ def test_smoke_defends_one_sibling_end_to_end(smoke_run):
     corr = pd.read_parquet(smoke_run / "results/smoke/correlations.parquet")
     cosine = corr[(corr.metric == "grad_cosine") & (corr.attack == "pgd")].iloc[0]
     assert cosine.n_pairs >= 3 and cosine.ci_low <= cosine.spearman <= cosine.ci_high
-    for figure in ("similarity.png", "defense.png", "lambda_sweep.png"):
-        assert (smoke_run / "reports/smoke" / figure).stat().st_size > 10_000
     assert "similarity-unpairing" in (smoke_run / "reports/smoke/summary.md").read_text()
 
 
@@ -411,7 +413,7 @@ def test_editing_one_attack_plans_only_its_jobs(smoke_run):
 
 
 def test_editing_the_report_plans_only_the_report(smoke_run):
-    with edited(smoke_run, "src/siblings/report.py", "dpi=120,", "dpi=121,"):
+    with edited(smoke_run, "src/siblings/report.py", "dpi=150,", "dpi=151,"):
         assert planned_now(smoke_run) == {"report": 1, "all": 1}
 
 
@@ -566,3 +568,48 @@ def test_a_pair_an_architecture_rules_out_is_left_out_of_the_plan(tmp_path):
                      "compression kd-narrow: resnet18 has no width",
                      "defense unpair-l5: resnet18 has no double_backward"):
         assert f"left out of the plan: resnet18 x {left_out}" in result.stderr
+
+
+def test_the_claims_block_recomputes_from_the_parquet_with_its_printed_filters(smoke_run):
+    from claims_check import SECTION, recompute
+
+    summary = (smoke_run / "reports/smoke/summary.md").read_text()
+    block = summary.split("<!-- claims:begin -->")[1].split("<!-- claims:end -->")[0]
+    assert len(SECTION.findall(block)) == block.count("```python") == 4  # every table
+    pairs = recompute(block, smoke_run)
+    assert len(pairs) > 10
+    assert [(printed, again) for printed, again in pairs if printed != again] == []
+
+
+def test_make_report_renders_every_figure_in_a_browser(smoke_run, tmp_path):
+    """The README's `make report`, then the HTML opened in headless Chromium: every figure
+    shows (a screenshot that is not blank), its caption quotes the run's settings, and the
+    page logs no console error."""
+    from browser import chromium, open_figures
+
+    if chromium() is None:
+        pytest.skip("no chromium: `make test` installs Debian's chromium where it runs as "
+                    "root with apt; here it could not")
+    pytest.importorskip("playwright", reason="playwright is in the test extra: `make setup`")
+    stamp = VENV / ".installed"
+    if not stamp.exists() or stamp.stat().st_mtime < (ROOT / "pyproject.toml").stat().st_mtime:
+        pytest.skip("`make setup` has not installed this venv: `make report` here would install")
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy2(ROOT / name, smoke_run / name)
+    made = subprocess.run(["make", "report", "CONFIG=config/smoke.yaml"], cwd=smoke_run,
+                          env=run_env(smoke_run), capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, (made.stdout + made.stderr)[-3000:]
+    from siblings.report import FIGURES
+
+    categories = ast.literal_eval(re.search(r"FIGURES = (\{.*?\})", (
+        ROOT / "workflow/rules/common.smk").read_text(), re.S).group(1))
+    assert set(categories) == set(FIGURES)
+    seen = open_figures(smoke_run / "reports/smoke/report.html",
+                        {f"{name}.png": c for name, c in categories.items()}, tmp_path)
+    print("figures seen (screenshot px):", seen.shots)
+    assert set(seen.shots) == {f"{name}.png" for name in FIGURES}
+    assert all(w > 400 and h > 150 for w, h in seen.shots.values())
+    assert seen.errors == []
+    pgd = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())["attacks"]["pgd"]
+    assert (f"smallest eps {min(pgd['eps']):g}, {pgd['n_examples']} test images"
+            in seen.text["frontier.png"])
