@@ -10,7 +10,8 @@ from conftest import ROOT
 from siblings.aggregate import QUERIES, SIMILARITY, query_readings, similarity_table
 from siblings.artifacts import read_parquet
 from siblings.correlate import CORRELATIONS, correlations
-from siblings.schema import Column, SchemaError, TableSchema, markdown, tables
+from siblings.results_doc import markdown, tables
+from siblings.schema import Column, SchemaError, TableSchema
 
 TABLE = TableSchema("toy", 3, "A table for the tests.", (
     Column("name", pa.string(), "name", "what the row is"),
@@ -85,7 +86,7 @@ def test_every_declared_column_has_a_unit_and_a_meaning():
 
 
 def test_docs_results_md_is_the_generators_output():
-    """Regenerate with `python -m siblings.schema` after changing a declaration."""
+    """Regenerate with `python -m siblings.results_doc` after changing a declaration."""
     assert (ROOT / "docs/results.md").read_text() == markdown(tables())
 
 
