@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 PROFILE := --workflow-profile workflow/profiles/default
 FMNIST_FILE := train-images-idx3-ubyte.gz
 CONFIG ?= config/config.yaml
-RUN_NAME = $(shell awk '/^name:/ {print $$2}' $(CONFIG))
+RUN_NAME = $(shell $(PY) -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["name"])' $(CONFIG))
 
 .PHONY: setup dataset browser bench report test test-slurm smoke dry-run-full clean
 

@@ -1,5 +1,6 @@
 """Recomputes the claims block of a summary.md from the Parquet files, running the pandas
-lines the block prints: every table cell must equal the number its rows give."""
+lines the block prints with nothing but pandas imported: every table cell must equal what
+the selected rows give, and every selected row must have its cell."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 SECTION = re.compile(r"\n(\|.*?\|)\n\n```python\n(.*?)\n```", re.S)
-ATTACKERS = ("defended", "reversed", "extracted", "averaged")
+Pairs = list[tuple[object, object]]
 
 
 def markdown_table(text: str) -> pd.DataFrame:
@@ -35,72 +36,77 @@ def change(v: float, low: float, high: float) -> str:
         f"{100 * (v - 1):+.0f}% [{100 * (low - 1):+.0f}, {100 * (high - 1):+.0f}]")
 
 
-def transfer_cells(table: pd.DataFrame, rows: pd.DataFrame) -> list[tuple[str, str]]:
-    """(printed, recomputed) for every (architecture, sibling) cell."""
-    index = rows.set_index(["arch", "compression"])
-    return [(cell, ratio(*index.loc[(r.arch, sibling), ["amplification",
-                                                        "amplification_ci_low",
-                                                        "amplification_ci_high",
-                                                        "amplification_bound"]]))
-            for r in table.itertuples(index=False) for sibling, cell in
-            zip(table.columns[1:], r[1:]) if cell != "n/a"]
+def grid_cells(table: pd.DataFrame, rows: pd.DataFrame, across: str,
+               values: list[str]) -> Pairs:
+    """(printed, recomputed) for an architecture x ``across`` grid of ratios, plus the grid's
+    pairs against the selected rows' pairs (none dropped, none invented)."""
+    index = rows.set_index(["arch", across])
+    shown = {(r.arch, col) for r in table.itertuples(index=False)
+             for col, cell in zip(table.columns[1:], r[1:]) if cell != "n/a"}
+    pairs: Pairs = [(sorted(shown), sorted(k for k in index.index
+                                           if pd.notna(index.loc[k, values[0]])))]
+    for arch, col in shown:
+        printed = table.set_index("arch").loc[arch, col]
+        pairs.append((printed, ratio(*index.loc[(arch, col), values])))
+    return pairs
 
 
-def query_cells(table: pd.DataFrame, rows: pd.DataFrame) -> list[tuple[str, str]]:
-    index = rows.set_index(["arch", "source_id"])
-    return [(cell, ratio(*index.loc[(r.arch, prior), ["value", "ci_low", "ci_high", "bound"]]))
-            for r in table.itertuples(index=False) for prior, cell in
-            zip(table.columns[1:], r[1:]) if cell != "n/a"]
+def correlation_cells(table: pd.DataFrame, rows: pd.DataFrame) -> Pairs:
+    again = [(r.attack, r.outcome, r.analysis, f"{r.eps:g}" if pd.notna(r.eps) else r.eps_rule,
+              str(r.n_pairs), f"{r.spearman:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}]")
+             for r in rows.itertuples()]
+    return [(list(map(tuple, table[["attack", "outcome", "analysis", "eps", "pairs",
+                                    "Spearman rho"]].to_numpy())), again)]
 
 
-def correlation_cells(table: pd.DataFrame, rows: pd.DataFrame) -> list[tuple[str, str]]:
-    return [(f"{t['Spearman rho']} {t['pairs']}",
-             f"{r.spearman:.2f} [{r.ci_low:.2f}, {r.ci_high:.2f}] {r.n_pairs}")
-            for (_, t), r in zip(table.iterrows(), rows.itertuples())] + [
-        (str(len(table)), str(len(rows)))]
-
-
-def defense_cells(table: pd.DataFrame, rows: pd.DataFrame,
-                  priors: pd.DataFrame) -> list[tuple[object, object]]:
-    out = []
+def defense_cells(table: pd.DataFrame, rows: pd.DataFrame, priors: list[pd.DataFrame]) -> Pairs:
+    """Each defended sibling's row: its own and the strongest attacker's change against the
+    control, its accuracy cost, and each prior-guided attack's reading."""
+    defended = rows[rows.source_role == "defended"]
+    pairs: Pairs = [(sorted(zip(table.arch, table.sibling, table.defense)),
+                     sorted(zip(defended.arch, defended.compression, defended.defense)))]
     for _, t in table.iterrows():
         g = rows[(rows.arch == t.arch) & (rows.compression == t.sibling)
                  & (rows.defense == t.defense)]
         own = g[g.source_role == "defended"].iloc[0]
         named = g[g.source_role == t["strongest attacker"]].iloc[0]
-        prior = priors[(priors.arch == t.arch)
-                       & (priors.source_id == f"{t.sibling}+{t.defense}")]
-        out += [
+        pairs += [
             (float(t["accuracy cost (pts)"]), round(own.defense_accuracy_cost, 2)),
             (t["defended vs control"], change(own.control_success_ratio,
                                               own.control_success_ratio_ci_low,
                                               own.control_success_ratio_ci_high)),
-            (str(named.success_rate), str(g.success_rate.max())),  # the strongest, truly
+            (named.success_rate, g.success_rate.max()),  # the strongest, truly
             (t["strongest vs control"], change(named.control_success_ratio,
                                                named.control_success_ratio_ci_low,
                                                named.control_success_ratio_ci_high)),
-            (t["P-RGF: independent prior's queries / defended prior's"],
-             "n/a" if prior.empty else ratio(*prior.iloc[0][["value", "ci_low", "ci_high",
-                                                              "bound"]])),
         ]
-    return out
+        for p in priors:
+            title = (f"{p.attack.iloc[0]} eps {p.eps.iloc[0]:g}: independent prior's queries "
+                     "/ defended prior's")
+            r = p[(p.arch == t.arch) & (p.source_id == f"{t.sibling}+{t.defense}")]
+            pairs.append((t[title], "n/a" if r.empty else ratio(
+                *r.iloc[0][["value", "ci_low", "ci_high", "bound"]])))
+    return pairs
 
 
-def recompute(summary: str, work: Path) -> list[tuple[object, object]]:
+def recompute(summary: str, work: Path) -> Pairs:
     """(printed, recomputed) pairs for every number of the claims block; the pandas lines
-    run in ``work`` (the run's project directory)."""
-    pairs = []
+    read the run's files under ``work`` (its project directory)."""
+    pairs: Pairs = []
     for table_text, code in SECTION.findall(summary):
         table = markdown_table(table_text)
         code = code.replace('pd.read_parquet("', f'pd.read_parquet("{work}/')
-        frames = [eval(line, {"pd": pd, "np": np}) for line in code.splitlines()]  # noqa: S307
-        frames = [f.reset_index(drop=True) for f in frames]
+        frames = [eval(line, {"pd": pd}).reset_index(drop=True)  # noqa: S307
+                  for line in code.splitlines()]
         if "amplification" in frames[0]:
-            pairs += transfer_cells(table, frames[0])
+            pairs += grid_cells(table, frames[0], "compression",
+                                ["amplification", "amplification_ci_low",
+                                 "amplification_ci_high", "amplification_bound"])
         elif "spearman" in frames[0]:
             pairs += correlation_cells(table, frames[0])
         elif "control_success_ratio" in frames[0]:
-            pairs += defense_cells(table, frames[0], frames[1])
+            pairs += defense_cells(table, frames[0], frames[1:])
         else:
-            pairs += query_cells(table, frames[0])
+            pairs += grid_cells(table, frames[0], "source_id",
+                                ["value", "ci_low", "ci_high", "bound"])
     return pairs

@@ -37,3 +37,47 @@ def test_sync_replaces_only_the_block(tmp_path):
     assert readme.read_text() == f"intro\n\n{BEGIN}\nnew numbers\n{END}\n\nrest\n"
     with pytest.raises(ValueError, match="claims:begin"):
         block("no block here")
+
+
+def sibling_rows(attacks=("pgd",), eps=(0.01, 0.05)) -> pd.DataFrame:
+    """Transfer rows of two siblings on two architectures, per attack and eps."""
+    return pd.DataFrame([
+        {"run_name": "t", "attack": a, "attack_kind": "transfer", "eps": e, "arch": arch,
+         "source_role": "sibling", "source_id": c, "compression": c, "defense": "none",
+         "amplification": 2.0 + k, "amplification_ci_low": 1.0, "amplification_ci_high": 4.0,
+         "amplification_bound": k == 1, "success_rate": 0.2, "defense_lambda": float("nan")}
+        for a in attacks for e in eps for arch in ("a1", "a2")
+        for k, c in enumerate(("ptq", "prune"))])
+
+
+NO_READINGS = pd.DataFrame(columns=["attack", "eps", "arch", "source_role", "source_id",
+                                    "reference", "statistic", "level", "value", "ci_low",
+                                    "ci_high", "bound"])
+NO_CORRELATIONS = pd.DataFrame(columns=["metric", "attack", "outcome", "analysis", "eps",
+                                        "eps_rule", "n_pairs", "spearman", "ci_low", "ci_high"])
+
+
+def test_a_run_without_queries_or_defense_says_what_it_did_not_measure():
+    from siblings.claims import claims_markdown
+
+    text = claims_markdown(sibling_rows(), NO_CORRELATIONS, NO_READINGS)
+    assert text.count("(not measured in this run's config)") == 2  # claims 2 and 3
+    assert "> 3.00x [1.00, 4.00]" in text and "eps == 0.01" in text and "0.05" not in text
+
+
+def test_each_transfer_attack_gets_its_own_amplification_table():
+    from siblings.claims import transfer_amplification
+
+    readings = transfer_amplification(sibling_rows(attacks=("mifgsm", "pgd")))
+    assert [r.filters[0].query.split(" and ")[0] for r in readings] == [
+        "attack == 'mifgsm'", "attack == 'pgd'"]
+
+
+def test_adaptive_attackers_without_the_defended_sibling_itself_are_left_out():
+    from siblings.claims import defense_reduction
+
+    rows = sibling_rows().assign(source_role="averaged", defense="u1", defense_lambda=1.0,
+                                 control_success_ratio=0.5, control_success_ratio_ci_low=0.2,
+                                 control_success_ratio_ci_high=0.9, defense_accuracy_cost=1.0)
+    (reading,) = defense_reduction(rows, NO_READINGS)
+    assert reading.table.empty

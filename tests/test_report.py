@@ -1,3 +1,5 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -5,6 +7,7 @@ import pytest
 from siblings.aggregate import with_defense
 from siblings.report import defense_markdown, defense_table
 
+from conftest import ROOT
 from test_aggregate import defended_rows
 
 
@@ -68,15 +71,6 @@ def test_headline_prints_each_rate_with_its_interval_and_count_and_marks_a_missi
     assert row["amplification"] == "> 15.00x [9.00, 24.00]"
 
 
-def test_ratios_print_bounds_and_intervals_never_inf():
-    from siblings.report import ratio_text
-
-    assert ratio_text(2.5, 1.2, 4.0) == "2.50x [1.20, 4.00]"
-    assert ratio_text(31.0, 20.0, 44.0, ">") == "> 31.00x [20.00, 44.00]"
-    assert ratio_text(0.4, 0.3, 0.5, "<") == "< 0.40x [0.30, 0.50]"
-    assert ratio_text(np.nan, np.nan, np.nan) == "n/a"
-
-
 def test_the_query_headline_reads_each_prior_against_the_independent_prior():
     from siblings.aggregate import query_readings
     from siblings.report import query_control_table
@@ -93,3 +87,40 @@ def test_the_query_headline_reads_each_prior_against_the_independent_prior():
     assert set(table.index) == {"sibling", "whitebox"}
     assert table.loc["sibling", "x fewer queries (at independent's final rate)"].startswith("10.00x [")
     assert "inf" not in table.to_string()
+
+
+def test_a_sibling_that_fooled_nothing_does_not_break_the_amplification_heatmap(
+        monkeypatch, tmp_path):
+    from siblings.report import heatmap_figure
+
+    rows = pd.DataFrame([{"attack": "pgd", "attack_kind": "transfer", "eps": 0.01, "arch": a,
+                          "source_role": "sibling", "compression": c, "amplification": v,
+                          "amplification_ci_low": 0.0, "amplification_ci_high": v + 1,
+                          "amplification_bound": False}
+                         for a, c, v in (("a1", "ptq", 0.0), ("a1", "prune", 4.0),
+                                         ("a2", "ptq", 2.0), ("a2", "prune", 1.0))])
+    readings = pd.DataFrame(columns=["attack", "eps", "arch", "source_role", "source_id",
+                                     "reference", "statistic", "level", "value", "ci_low",
+                                     "ci_high", "bound"])
+    figures = []
+    monkeypatch.setattr("siblings.report._save", lambda figure, out: figures.append(figure))
+    heatmap_figure(rows, readings, tmp_path / "amplification.png")
+    cells = sorted(t.get_text() for t in figures[0].axes[0].texts)
+    assert cells[0].startswith("0.0x") and len(cells) == 4
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (ROOT / "config").glob("*.yaml")))
+def test_every_caption_renders_from_every_config_without_a_missing_key(config):
+    """Captions quote the run's settings; a key a config lacks must fail here, not blank out
+    in a report (Snakemake renders them leniently)."""
+    import jinja2
+    import yaml
+
+    from siblings.config import validate
+
+    cfg = validate(yaml.safe_load((ROOT / "config" / config).read_text()),
+                   ROOT / "workflow/schemas/config.schema.yaml")
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    for caption in sorted((ROOT / "workflow/report").glob("*.rst")):
+        text = env.from_string(caption.read_text()).render(snakemake=SimpleNamespace(config=cfg))
+        assert f"``{cfg['name']}``" in text, caption.name  # every caption names its run

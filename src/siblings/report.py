@@ -17,7 +17,7 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from siblings.artifacts import atomic_path  # noqa: E402
-from siblings.claims import claims_markdown  # noqa: E402
+from siblings.claims import change, claims_markdown, ratio, smallest_eps  # noqa: E402
 from siblings.correlate import correlation_markdown  # noqa: E402
 from siblings.intervals import wilson  # noqa: E402
 from siblings.roles import ADAPTIVE_ROLES, DEFENDED_ROLES  # noqa: E402
@@ -49,7 +49,9 @@ def _blank(out: str | Path, why: str) -> None:
 
 
 def _palette(labels: pd.Series) -> dict[str, tuple]:
-    names = sorted(labels.unique())
+    """One colour-blind-safe colour per label, in sorted order, so a compression family or
+    a source keeps its colour in every figure of a run."""
+    names = sorted(labels.dropna().unique())
     return dict(zip(names, sns.color_palette("colorblind", len(names))))
 
 
@@ -148,12 +150,6 @@ def efficiency_figure(models: pd.DataFrame, out: str | Path) -> None:
     _save(figure, out)
 
 
-def _family_palette(families: pd.Series) -> dict[str, tuple]:
-    """One colour-blind-safe colour per compression family, the same in every figure."""
-    names = sorted(families.dropna().unique())
-    return dict(zip(names, sns.color_palette("colorblind", len(names))))
-
-
 # The frontier's x axes: a column of the sibling rows, its label, whether it is log-scaled
 # (sizes span orders of magnitude; latencies of one model's siblings do not).
 FRONTIER_AXES = {"size_kib": ("size on disk (KiB, log)", True),
@@ -181,7 +177,7 @@ class SiblingStyle:
     @classmethod
     def of(cls, rows: pd.DataFrame) -> SiblingStyle:
         names = sorted(rows.compression.unique())
-        return cls(_family_palette(rows.compression_family),
+        return cls(_palette(rows.compression_family),
                    {c: cls.MARKERS[k % len(cls.MARKERS)] for k, c in enumerate(names)})
 
     def point(self, ax: plt.Axes, x: float, y: float, low: float, high: float,
@@ -202,17 +198,18 @@ def _figure_legend(figure: plt.Figure, axes: np.ndarray) -> None:
 
 def frontier_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Each sibling at each transfer attack's smallest eps: what it saves (size, latency)
-    and what it costs (amplification, with its interval)."""
+    and what it costs (amplification, with its interval). An amplification of 0 (the
+    sibling fooled nothing) has no place on a log axis and is left out."""
     rows = _smallest_eps(df)
-    rows = rows[rows.source_role == "sibling"].dropna(subset=["amplification"])
+    rows = rows[(rows.source_role == "sibling") & (rows.amplification > 0)]
     return rows.assign(size_kib=rows.source_size_bytes / 1024, latency=rows.source_latency_ms)
 
 
 def frontier_figure(df: pd.DataFrame, models: pd.DataFrame, out: str | Path) -> None:
     """The security-efficiency frontier: per architecture (columns), each sibling's size on
-    disk (top row) and latency (bottom row) against its transfer amplification at the
-    smallest eps, with the bootstrap 95% interval; the full model's size and latency as a
-    dotted line, no amplification (1x) as a dashed one."""
+    disk and its latency (a row each, per transfer attack) against its transfer
+    amplification at the attack's smallest eps, with the bootstrap 95% interval; the full
+    model's size and latency dotted, no amplification (1x) dashed."""
     rows = frontier_rows(df)
     if rows.empty:
         _blank(out, "no sibling with a transfer amplification in this run")
@@ -220,11 +217,13 @@ def frontier_figure(df: pd.DataFrame, models: pd.DataFrame, out: str | Path) -> 
     full = models[models.role == "full"].set_index("arch")
     full_x = {"size_kib": full.size_bytes / 1024, "latency": full.latency_ms}
     archs, style = sorted(rows.arch.unique()), SiblingStyle.of(rows)
-    figure, axes = plt.subplots(len(FRONTIER_AXES), len(archs), squeeze=False, sharey=True,
-                                figsize=(3.3 * len(archs), 2.9 * len(FRONTIER_AXES)))
-    for (i, (x, (label, log))), (j, arch) in itertools.product(
-            enumerate(FRONTIER_AXES.items()), enumerate(archs)):
-        ax, d = axes[i][j], rows[rows.arch == arch].dropna(subset=[x])
+    panels = list(itertools.product(sorted(rows.attack.unique()), FRONTIER_AXES.items()))
+    figure, axes = plt.subplots(len(panels), len(archs), squeeze=False, sharey=True,
+                                figsize=(3.3 * len(archs), 2.9 * len(panels)))
+    for (i, (attack, (x, (label, log)))), (j, arch) in itertools.product(
+            enumerate(panels), enumerate(archs)):
+        ax = axes[i][j]
+        d = rows[(rows.arch == arch) & (rows.attack == attack)].dropna(subset=[x])
         for r in d.itertuples():
             style.point(ax, getattr(r, x), r.amplification, r.amplification_ci_low,
                         r.amplification_ci_high, r.compression, r.compression_family)
@@ -238,18 +237,18 @@ def frontier_figure(df: pd.DataFrame, models: pd.DataFrame, out: str | Path) -> 
             _log_axis(ax.xaxis)
         ax.set_xlabel(label, fontsize=8)
         ax.set_title(arch if i == 0 else "", fontsize=9)
+        ax.set_ylabel(f"{attack}: transfer amplification (x, log)" if j == 0 else "",
+                      fontsize=8)
         ax.tick_params(labelsize=7)
     missing = rows.latency.isna().sum()
     if missing:
         axes[-1][0].text(0, -0.42, f"{missing} sibling rows have no CPU kernels, so no "
                                    "latency (not shown)", transform=axes[-1][0].transAxes,
                          fontsize=7)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("transfer amplification (x, log)", fontsize=8)
     _figure_legend(figure, axes)
-    first = rows.iloc[0]
+    at = ", ".join(f"{a} at eps {g.eps.iloc[0]:g}" for a, g in rows.groupby("attack"))
     figure.suptitle(f"What each sibling saves vs how much it helps attack the full model "
-                    f"({first.attack}, eps {first.eps:g}; 95% intervals)", y=1.03, fontsize=10)
+                    f"({at}; 95% intervals)", y=1.03, fontsize=10)
     figure.tight_layout(rect=(0, 0, 1, 0.97))
     _save(figure, out)
 
@@ -285,7 +284,8 @@ def heatmap_figure(df: pd.DataFrame, readings: pd.DataFrame, out: str | Path) ->
         _blank(out, "no amplification to draw in this run")
         return
     values = pd.concat([v.value for v in panels.values()])
-    norm = matplotlib.colors.LogNorm(vmin=min(float(values.min()), 1.0),
+    low = values[values > 0].min()  # 0x (the sibling fooled nothing) stays uncoloured
+    norm = matplotlib.colors.LogNorm(vmin=min(float(low), 1.0) if pd.notna(low) else 0.5,
                                      vmax=max(float(values.max()), 2.0))
     widths = [v.compression.nunique() + 1 for v in panels.values()]
     figure, axes = plt.subplots(1, len(panels), squeeze=False, width_ratios=widths,
@@ -330,18 +330,8 @@ def product_table(models: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def ratio_text(value: float, low: float, high: float, bound: str | bool = "") -> str:
-    """A ratio as the report prints it: value and bootstrap 95% interval; a bound (the
-    reference fooled nothing, or one side never reached the level within the budget) is
-    marked ">" or "<", so no ratio is ever printed as inf."""
-    if pd.isna(value):
-        return "n/a"
-    mark = {True: "> ", False: ""}.get(bound, f"{bound} " if bound else "")
-    return f"{mark}{value:.2f}x [{low:.2f}, {high:.2f}]"
-
-
 def _row_ratio(r: pd.Series, name: str) -> str:
-    return ratio_text(r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"], r[f"{name}_bound"])
+    return ratio(r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"], r[f"{name}_bound"])
 
 
 def success_text(r: pd.Series) -> str:
@@ -403,7 +393,7 @@ def query_control_table(readings: pd.DataFrame) -> pd.DataFrame:
     if r.empty:
         return pd.DataFrame()
     text = r.assign(text=[
-        (ratio_text(x.value, x.ci_low, x.ci_high, x.bound) if x.statistic == "query_factor"
+        (ratio(x.value, x.ci_low, x.ci_high, x.bound) if x.statistic == "query_factor"
          else f"{x.value:+.1f} [{x.ci_low:+.1f}, {x.ci_high:+.1f}]") for x in r.itertuples()])
     table = text.pivot_table(index=["arch", "eps", "attack", "source_role", "source_id"],
                              columns="level", values="text", aggfunc="first")
@@ -417,9 +407,8 @@ def query_control_table(readings: pd.DataFrame) -> pd.DataFrame:
 # --- similarity and the defense ---------------------------------------------------------
 
 def _smallest_eps(df: pd.DataFrame) -> pd.DataFrame:
-    """Each transfer attack's rows at its smallest eps (where siblings differ the most)."""
-    t = df[df.attack_kind == "transfer"]
-    return t[t.eps == t.groupby("attack").eps.transform("min")]
+    """Each transfer attack's rows at its smallest eps."""
+    return smallest_eps(df[df.attack_kind == "transfer"])
 
 
 def similarity_figure(df: pd.DataFrame, corr: pd.DataFrame, out: str | Path) -> None:
@@ -434,7 +423,7 @@ def similarity_figure(df: pd.DataFrame, corr: pd.DataFrame, out: str | Path) -> 
     pairs = pairs.assign(sibling=pairs.source_role.map({"sibling": "as published",
                                                        "defended": "defended"}))
     pairs = pairs.assign(**_outcome_interval(pairs))
-    palette, attacks = _family_palette(pairs.compression_family), sorted(pairs.attack.unique())
+    palette, attacks = _palette(pairs.compression_family), sorted(pairs.attack.unique())
     figure, axes = plt.subplots(1, len(attacks), figsize=(4.4 * len(attacks), 3.8), squeeze=False)
     for ax, attack in zip(axes[0], attacks):
         data = pairs[pairs.attack == attack]
@@ -550,30 +539,31 @@ def measure_text(row: pd.Series, measure: str) -> str:
 
 
 def defense_figure(table: pd.DataFrame, out: str | Path) -> None:
-    """Before/after per architecture (columns) and measure (rows): the undefended sibling,
-    the control, the defended sibling and the adaptive attackers, each bar with its 95%
-    interval (Wilson for a rate, bootstrap for a query reduction). Median queries over
-    successes has no interval and stays in the summary's table."""
+    """Before/after per architecture (columns) and measure (rows): for each defended
+    sibling, the undefended sibling, the control, the defended sibling and the adaptive
+    attackers, each bar with its 95% interval (Wilson for a rate, bootstrap for a query
+    reduction). Median queries over successes has no interval and stays in the table."""
     table = table[table.measure != "median_queries_success"]
     if table.empty:
         _blank(out, "no defense with lam > 0 in this run's config")
         return
     sources = [s for s in DEFENSE_SOURCES if table[s].notna().any()]
+    eps = table.eps.map(lambda e: f" eps {e:g}").where(table.attack != "", "")
     table = table.assign(target=table.sibling + "+" + table.defense,
-                         panel=(table.attack + " " + table.label).str.strip())
+                         panel=(table.attack + eps + " " + table.label).str.strip())
     panels, archs = list(dict.fromkeys(table.panel)), sorted(table.arch.unique())
     palette = dict(zip(sources, sns.color_palette("colorblind", len(sources))))
     figure, axes = plt.subplots(len(panels), len(archs), squeeze=False,
                                 figsize=(3.2 * len(archs), 2.3 * len(panels)))
     for (i, panel), (j, arch) in itertools.product(enumerate(panels), enumerate(archs)):
         ax, d = axes[i][j], table[(table.panel == panel) & (table.arch == arch)]
+        targets = list(dict.fromkeys(table[table.arch == arch].target))
         if i == 0:
-            ax.set_title(f"{arch}\n{' / '.join(table[table.arch == arch].target.unique())}",
-                         fontsize=8)
+            ax.set_title(arch if len(targets) > 1 else f"{arch}\n{targets[0]}", fontsize=8)
         if d.empty:
             ax.axis("off")
             continue
-        _defense_bars(ax, d.iloc[0], sources, palette)
+        _defense_bars(ax, d.set_index("target").reindex(targets), sources, palette)
         ax.set_ylabel(panel if j == 0 else "", fontsize=8)
         ax.tick_params(labelsize=7)
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -585,18 +575,25 @@ def defense_figure(table: pd.DataFrame, out: str | Path) -> None:
     _save(figure, out)
 
 
-def _defense_bars(ax: plt.Axes, row: pd.Series, sources: list[str],
+def _defense_bars(ax: plt.Axes, rows: pd.DataFrame, sources: list[str],
                   palette: dict[str, tuple]) -> None:
-    """One defended sibling's bars for one measure, no x ticks (the legend names them)."""
-    scale = 100.0 if row.measure == "success_rate" else 1.0
+    """One measure's bars: a group per defended sibling (named on the x axis when there is
+    more than one; the column title names a lone one), a bar per source in a fixed slot."""
+    width = 0.8 / len(sources)
     for k, source in enumerate(sources):
-        value, low, high = (scale * float(row[f"{source}{end}"])
+        scale = np.where(rows.measure == "success_rate", 100.0, 1.0)
+        value, low, high = (scale * rows[f"{source}{end}"].to_numpy(dtype=float)
                             for end in ("", " low", " high"))
-        error = None if np.isnan(low) else [[max(value - low, 0.0)], [max(high - value, 0.0)]]
-        ax.bar(k, value, 0.8, color=palette[source], label=source, yerr=error, capsize=1.5,
+        error = (None if np.isnan(low).all() else
+                 np.nan_to_num(np.stack([np.maximum(value - low, 0), np.maximum(high - value, 0)])))
+        ax.bar(np.arange(len(rows)) + (k - (len(sources) - 1) / 2) * width, value, width,
+               color=palette[source], label=source, yerr=error, capsize=1.5,
                error_kw={"elinewidth": 0.6})
-    ax.set_xticks([])
-    ax.set_xlim(-0.6, len(sources) - 0.4)  # the same slot for a source in every panel
+    ax.set_xlim(-0.5, len(rows) - 0.5)
+    if len(rows) > 1:
+        ax.set_xticks(np.arange(len(rows)), rows.index, fontsize=6, rotation=20, ha="right")
+    else:
+        ax.set_xticks([])
 
 
 def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
@@ -638,10 +635,7 @@ def _change(r: pd.Series) -> str:
     """How the defended sibling compares with its control, in the measure's own terms;
     success as a relative change with its paired bootstrap interval."""
     if r.measure == "success_rate":
-        ratio, low, high = r.change
-        if pd.isna(ratio) or r.control == 0:
-            return ""
-        return f"{100 * (ratio - 1):+.0f}% [{100 * (low - 1):+.0f}, {100 * (high - 1):+.0f}]"
+        return "" if r.control == 0 or pd.isna(r.change[0]) else change(*r.change)
     if r.measure == "query_reduction":
         if pd.isna(r.defended):  # P-RGF never reached its baseline's success rate
             return "never reached the baseline's success"
@@ -842,9 +836,8 @@ def _published(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df.attack_kind == "transfer") & ~df.source_role.isin(DEFENDED_ROLES)]
 
 
-# Every figure of the report: its file name (reports/<name>/<figure>.png and .pdf) and how
-# it is drawn. The report rule's outputs carry the same names.
-FIGURES: dict[str, Callable[[Tables, Path], None]] = {
+# How each figure of siblings.figures.FIGURES is drawn.
+DRAW: dict[str, Callable[[Tables, Path], None]] = {
     "frontier": lambda t, out: frontier_figure(t.benchmark, t.models, out),
     "amplification": lambda t, out: heatmap_figure(t.benchmark, t.queries, out),
     "transfer_success": lambda t, out: transfer_figure(_published(t.benchmark), out),

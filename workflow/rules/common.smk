@@ -13,6 +13,7 @@ from siblings.checkpoints import Start
 from siblings.config import validate
 from siblings.device import check_available
 from siblings.inputs import check_inputs
+from siblings.figures import FIGURES
 from siblings.fingerprint import fingerprints
 from siblings.provenance import config_hash
 from siblings.support import Support
@@ -74,17 +75,6 @@ SIMILARITY_ALL = f"results/{NAME}/similarity.parquet"
 CORRELATIONS = f"results/{NAME}/correlations.parquet"
 QUERY_READINGS = f"results/{NAME}/queries.parquet"
 SUPPORT_TABLE = f"results/{NAME}/support.parquet"
-# The report's figures (siblings.report.FIGURES draws each) and their HTML-report category.
-FIGURES = {
-    "frontier": "Claims",
-    "amplification": "Claims",
-    "transfer_success": "Transfer",
-    "query_success": "Queries",
-    "accuracy_vs_size": "Efficiency",
-    "similarity": "Similarity",
-    "defense": "Defense",
-    "lambda_sweep": "Defense",
-}
 REPORT_FILES = [f"reports/{NAME}/{name}.{kind}" for name in FIGURES for kind in ("png", "pdf")]
 REPORT_FILES += [f"reports/{NAME}/summary.md"]
 
