@@ -1,20 +1,24 @@
+import copy
+
 import pytest
 import torch
+import yaml
 
 from siblings.artifacts import sidecar_path
 from siblings.cards import read_card
 from siblings.compress import sparsity
-from siblings.defend import DefenseJob, mean_cosine, unpair
+from siblings.defend import FORMS, POINTS, DefenseJob, mean_cosine, unpair
 from siblings.stages.defend import run
-from siblings.gradients import input_gradient
+from siblings.gradients import input_gradient, margin
 from siblings.quant import fake_quant_modules
 
-from conftest import save_model
+from conftest import ROOT, save_model
 
 from test_compress import blob_splits, compressed
 
 DEFENSE = {"method": "unpair", "lam": 5.0, "form": "abs", "smoothness": 0.0, "epochs": 3,
-           "lr": 0.003, "batch_size": 50, "penalty_batch": 25, "tolerance": 2.0, "siblings": ["x"]}
+           "lr": 0.003, "batch_size": 50, "penalty_batch": 25, "tolerance": 2.0, "siblings": ["x"],
+           "points": "clean", "radius": 0.05, "points_steps": 3, "sign_sharpness": 5.0}
 
 
 def defended(trained, blobs, sibling_params: dict, **overrides) -> tuple[torch.nn.Module, dict, float]:
@@ -88,3 +92,75 @@ def test_the_stage_flags_a_sibling_that_lost_too_much_accuracy(tmp_path, trained
     assert card.measured["similarity_after"] < card.measured["similarity_before"]
     assert card.defense_id == "unpair-l5" and card.compression_id == "ptq-w8a8"
     assert card.product["runtime"].startswith("int8")  # deployable as before
+
+
+def test_the_schema_offers_exactly_the_registered_forms_and_points():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    keys = schema["properties"]["defenses"]["additionalProperties"]["properties"]
+    assert sorted(keys["form"]["enum"]) == sorted(FORMS.names())
+    assert sorted(keys["points"]["enum"]) == sorted(POINTS.names())
+
+
+@pytest.mark.parametrize("where", ["clean", "ball", "pgd"])
+def test_penalty_points_stay_in_the_ball_and_the_image_range(trained, blobs, where):
+    model = copy.deepcopy(trained).eval()  # train mode would move the shared fixture's BN
+    x, y = blobs[0][:8], blobs[1][:8]
+    gen = torch.Generator().manual_seed(0)
+    at = POINTS.get(where)(model, x, y, DEFENSE, gen)
+    assert at.shape == x.shape and not at.requires_grad
+    assert (at - x).abs().max() <= DEFENSE["radius"] + 1e-6
+    assert at.min() >= 0 and at.max() <= 1
+    if where == "clean":
+        assert torch.equal(at, x)
+        return
+    assert (at - x).abs().max() > DEFENSE["radius"] / 2  # moved, not stuck at x
+    if where == "pgd":  # the sibling's own attack: its margin falls
+        with torch.no_grad():
+            assert (margin(model(at), y, False) < margin(model(x), y, False)).all()
+
+
+def test_the_sign_form_scores_sign_agreement_weighted_by_the_full_gradient():
+    g = torch.Generator().manual_seed(0)
+    g_full = torch.randn(4, 1000, generator=g)
+    sign = FORMS.get("sign")
+    p = {"sign_sharpness": 5.0}
+    same, reversed_, unrelated = (sign(s, g_full, p) for s in
+                                  (g_full, -g_full, torch.randn(4, 1000, generator=g)))
+    assert (same > 0.9).all() and (reversed_ > 0.9).all()  # |.|: a flip undoes nothing
+    assert (unrelated < 0.1).all()  # chance agreement: no first-order effect
+    # Flipping the flatter half of the coordinates brings the plain count of agreeing
+    # signs to chance (0.5), yet the steeper half still moves the full model: the
+    # weighted form still sees it.
+    flat = g_full.abs() < g_full.abs().median(dim=1, keepdim=True).values
+    flipped = torch.where(flat, -g_full, g_full)
+    assert ((flipped.sign() == g_full.sign()).float().mean() - 0.5).abs() < 0.01
+    assert (sign(flipped, g_full, p) > 0.5).all()
+    assert torch.allclose(FORMS.get("abs")(-g_full, g_full, p), torch.ones(4))
+
+
+def test_the_sign_form_is_differentiable():
+    g = torch.Generator().manual_seed(1)
+    g_sib = torch.randn(2, 50, generator=g).requires_grad_(True)
+    g_full = torch.randn(2, 50, generator=g)
+    FORMS.get("sign")(g_sib, g_full, {"sign_sharpness": 5.0}).sum().backward()
+    assert g_sib.grad is not None and g_sib.grad.abs().sum() > 0
+
+
+@pytest.fixture(scope="module")
+def pruned(trained, blobs) -> torch.nn.Module:
+    params = {"method": "prune", "sparsity": 0.8, "finetune_epochs": 0.2, "batch_size": 50}
+    return compressed(trained, blobs, params)[0]
+
+
+@pytest.mark.parametrize("where, form", [("ball", "abs"), ("pgd", "sign")])
+def test_each_variant_fine_tunes_and_keeps_pruned_weights_zero(trained, blobs, pruned, where,
+                                                               form):
+    """Three steps (the first and last logged), the gradient terms on 8 images."""
+    sibling = copy.deepcopy(pruned)
+    measured = unpair(sibling, DefenseJob(blob_splits(blobs), {
+        **DEFENSE, "points": where, "form": form, "epochs": 0.5, "penalty_batch": 8}, 0, trained))
+    assert measured["steps"] == 3 and measured["masked_weights"] > 0
+    assert sparsity(sibling.backbone) == pytest.approx(0.8, abs=0.01)
+    last = measured["history"][-1]
+    assert {"cosine", "penalty", "sign_agreement"} <= set(last)
+    assert all(torch.isfinite(torch.tensor(v)) for v in last.values())

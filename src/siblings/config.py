@@ -151,7 +151,7 @@ def _attack_problems(config: dict, aid: str, params: dict) -> list[str]:
 
 
 # A control must share these with the defense it controls, so only lam (and the penalty's
-# form and smoothness) differ between them.
+# form, points and smoothness) differ between them.
 SCHEDULE_KEYS = ("method", "epochs", "lr", "batch_size")
 
 

@@ -2,9 +2,10 @@
 
 A registry of defenses; ``unpair`` (similarity-unpairing) is the first. It fine-tunes the
 sibling, still in its compressed form, on cross-entropy plus ``lam`` times the similarity of
-its input gradients to the frozen full model's (double backpropagation; the fake quantizers'
-straight-through estimator passes the second derivative through; weights that pruning set
-to zero stay zero). Every defense is judged against a ``lam = 0`` control with the same
+its input gradients to the frozen full model's, taken at the clean images or at points an
+attack would visit (double backpropagation; the fake quantizers' straight-through
+estimator passes the second derivative through; weights that pruning set to zero stay
+zero). Every defense is judged against a ``lam = 0`` control with the same
 schedule, because fine-tuning alone moves accuracy and transfer; a defended sibling that
 loses more accuracy than ``tolerance`` points is marked failed, not used silently.
 """
@@ -27,13 +28,68 @@ from siblings.models import SiblingNet
 from siblings.registry import Registry
 from siblings.train import minibatches, one_cycle
 
-# How the per-image gradient cosine c becomes the penalty. ``cosine`` pushes c towards -1
-# (the reversed gradient then helps an attacker, and P-RGF flips a prior's sign by itself);
-# ``abs`` and ``squared`` push towards orthogonal gradients, which no sign flip undoes.
-FORMS: Registry[Callable[[torch.Tensor], torch.Tensor]] = Registry("similarity form")
-FORMS.register("cosine")(lambda c: c)
-FORMS.register("abs")(torch.abs)
-FORMS.register("squared")(torch.square)
+# How the per-image similarity of the sibling's input gradient to the full model's becomes
+# the penalty: (g_sibling, g_full, params) -> one value per image, minimised. ``cosine``
+# pushes the cosine c towards -1 (the reversed gradient then helps an attacker, and P-RGF
+# flips a prior's sign by itself); ``abs`` and ``squared`` push towards orthogonal
+# gradients, which no sign flip undoes; ``sign`` towards sign steps that do not move the
+# full model.
+Form = Callable[[torch.Tensor, torch.Tensor, dict], torch.Tensor]
+FORMS: Registry[Form] = Registry("similarity form")
+FORMS.register("cosine")(lambda g_sib, g_full, p: F.cosine_similarity(g_sib, g_full))
+FORMS.register("abs")(lambda g_sib, g_full, p: F.cosine_similarity(g_sib, g_full).abs())
+FORMS.register("squared")(lambda g_sib, g_full, p: F.cosine_similarity(g_sib, g_full).square())
+
+
+@FORMS.register("sign")
+def sign_agreement(g_sib: torch.Tensor, g_full: torch.Tensor, p: dict) -> torch.Tensor:
+    """|sum_i g_full_i * tanh(k g_sib_i / rms(g_sib))| / sum_i |g_full_i| per image, with
+    ``k = sign_sharpness``: a differentiable stand-in for the full model's first-order
+    margin change under an L-inf step along sign(g_sib), over that of its own best step.
+
+    L-inf attackers step along the sign of the sibling's gradient, not along the gradient,
+    so orthogonal gradients (cosine 0) can still share the signs of the coordinates where
+    the full model is steep. Weighting by |g_full| counts those coordinates; a plain count
+    of agreeing signs could be met by flipping flat background pixels. The absolute value
+    aims at chance agreement (0), not at reversed signs, which a reversed attacker undoes.
+    """
+    rms = g_sib.square().mean(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
+    soft_sign = torch.tanh(p["sign_sharpness"] * g_sib / rms)
+    return ((soft_sign * g_full).sum(1) / g_full.abs().sum(1).clamp_min(1e-12)).abs()
+
+
+# Where the gradients are compared: (sibling, images, labels, params, generator) -> one
+# point per image, at which both models' input gradients are taken. An attack takes steps
+# away from the clean image; a penalty applied only there need not hold a step away.
+Points = Callable[[nn.Module, torch.Tensor, torch.Tensor, dict, torch.Generator], torch.Tensor]
+POINTS: Registry[Points] = Registry("penalty points")
+STEP_FACTOR = 2.5  # a PGD step is STEP_FACTOR * radius / steps, as the transfer attack's default
+
+
+def ball_point(x: torch.Tensor, radius: float, gen: torch.Generator) -> torch.Tensor:
+    """A uniform random point of the L-inf ball of ``radius`` around each image, in [0, 1]."""
+    noise = torch.rand(x.shape, generator=gen).to(x.device) * 2 - 1
+    return (x + radius * noise).clamp(0, 1)
+
+
+@POINTS.register("pgd")
+def pgd_point(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: dict,
+              gen: torch.Generator) -> torch.Tensor:
+    """The sibling's own L-inf PGD iterate after ``points_steps`` steps on its margin from a
+    random point of the ball of ``radius``: where a transfer attacker crafting on the
+    sibling takes its gradients. Costs ``points_steps`` plain input gradients of the
+    sibling (no double backward) on the penalised images."""
+    radius, steps = p["radius"], p["points_steps"]
+    point = ball_point(x, radius, gen)
+    for _ in range(steps):
+        _, grad = input_gradient(model, point, y)
+        point = point - STEP_FACTOR * radius / steps * grad.view_as(x).sign()
+        point = torch.min(torch.max(point, x - radius), x + radius).clamp(0, 1)
+    return point.detach()
+
+
+POINTS.register("clean")(lambda model, x, y, p, gen: x)
+POINTS.register("ball")(lambda model, x, y, p, gen: ball_point(x, p["radius"], gen))
 
 CHECK_IMAGES = 500  # held-out calibration images on which the similarity is logged before/after
 
@@ -73,10 +129,25 @@ def _zero_masks(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return [(w, w != 0) for w in weights if bool((w == 0).any())]
 
 
+def _record(step: int, ce: torch.Tensor, g_sib: torch.Tensor, g_full: torch.Tensor,
+            similarity: torch.Tensor) -> dict:
+    """What a logged step records: the loss, the penalty, the gradient cosine, the
+    fraction of coordinates whose gradient signs agree (0.5 is chance) and the sibling's
+    gradient norm, on the penalised images at the penalty's points."""
+    g_sib = g_sib.detach()
+    values = {"ce": ce, "cosine": F.cosine_similarity(g_sib, g_full).mean(),
+              "penalty": similarity.mean(),
+              "sign_agreement": (g_sib.sign() == g_full.sign()).float().mean(),
+              "grad_norm": g_sib.norm(dim=1).mean()}
+    return {"step": step, **{k: round(float(v.detach()), 4) for k, v in values.items()}}
+
+
 def unpair(model: SiblingNet, job: DefenseJob) -> dict:
-    """Similarity-unpairing: minimise ``CE + lam * form(cos(grad sibling, grad full)) +
-    smoothness * |grad sibling|``. The smoothness term (as in TRS) keeps the sibling's
-    gradients small, so orthogonality at the clean image still holds a step away from it.
+    """Similarity-unpairing: minimise ``CE + lam * form(grad sibling, grad full) +
+    smoothness * |grad sibling|``, both gradients taken at the same ``points`` (the clean
+    images, random points of the ball, or the sibling's PGD iterates). The smoothness term
+    (as in TRS) keeps the sibling's gradients small, so orthogonality at the clean image
+    still holds a step away from it.
 
     The sibling runs in eval mode: batch-norm statistics and quantizer ranges stay as
     compressed, and the gradients it is trained on are the ones an attacker will see.
@@ -84,12 +155,13 @@ def unpair(model: SiblingNet, job: DefenseJob) -> dict:
     the double backward costs 3x a plain step at 128 images, about a third of that at 32.
     """
     p = job.params
-    form = FORMS.get(p["form"])
+    form, points = FORMS.get(p["form"]), POINTS.get(p["points"])
     x, y = job.splits.images("train"), job.splits.labels("train")
     batches = minibatches(len(y), p["batch_size"], p["epochs"], job.seed)
     opt, sched = one_cycle([w for w in model.parameters() if w.requires_grad], p["lr"], 0.0,
                            len(batches))
     masks = _zero_masks(model)
+    gen = torch.Generator().manual_seed(job.seed)  # the random points (clean draws none)
     # Without a gradient penalty (the lam = 0 control) the input gradient is not trained on:
     # plain fine-tuning, with the cosine logged at the check points only.
     penalised = p["lam"] > 0 or p["smoothness"] > 0
@@ -102,12 +174,13 @@ def unpair(model: SiblingNet, job: DefenseJob) -> dict:
             logged = step % 25 == 0 or step == len(batches) - 1
             if penalised or logged:
                 sub = idx[:p["penalty_batch"]]
-                _, g_full = input_gradient(job.full, x[sub], y[sub])
-                _, g_sib = input_gradient(model, x[sub], y[sub], create_graph=penalised)
-                cos = F.cosine_similarity(g_sib, g_full)
+                at = points(model, x[sub], y[sub], p, gen)
+                _, g_full = input_gradient(job.full, at, y[sub])
+                _, g_sib = input_gradient(model, at, y[sub], create_graph=penalised)
+                similarity = form(g_sib, g_full, p)
             ce = F.cross_entropy(model(x[idx]), y[idx])
-            loss = ce + (p["lam"] * form(cos).mean() + p["smoothness"] * g_sib.norm(dim=1).mean()
-                         if penalised else 0)
+            loss = ce + (p["lam"] * similarity.mean()
+                         + p["smoothness"] * g_sib.norm(dim=1).mean() if penalised else 0)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -116,9 +189,7 @@ def unpair(model: SiblingNet, job: DefenseJob) -> dict:
                 for weight, keep in masks:
                     weight.mul_(keep)
             if logged:
-                history.append({"step": step, "ce": round(float(ce.detach()), 4),
-                                "cosine": round(float(cos.detach().mean()), 4),
-                                "grad_norm": round(float(g_sib.detach().norm(dim=1).mean()), 4)})
+                history.append(_record(step, ce, g_sib, g_full, similarity))
                 log.info("step %d: %s", step, history[-1])
     return {"history": history, "steps": len(batches), "masked_weights": len(masks)}
 
