@@ -6,7 +6,7 @@ import pytest
 
 from siblings.aggregate import (queries_to_reach, query_factor, query_readings, rate_ratio,
                                 with_amplification, with_defense, with_query_columns,
-                                with_success_intervals)
+                                with_selection, with_success_intervals)
 
 NAN = float("nan")
 INF = math.inf
@@ -117,8 +117,10 @@ def defended_rows() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         for role, defense, k, acc in (("sibling", "none", 8, 88.0), ("defended", "u0", 6, 87.5),
                                       ("defended", "u5", 2, 86.0), ("reversed", "u5", 1, 86.0))]))
     models = pd.DataFrame([{"role": "defended", "arch": "a", "compression": "q8", "defense": d,
-                            "failed": f, "accuracy_cost": c}
-                           for d, f, c in (("u0", False, 0.5), ("u5", True, 2.0))])
+                            "failed": f, "accuracy_cost": c, "calibration_cost": c - 0.1,
+                            "defense_variant": v, "defense_selected": s}
+                           for d, f, c, v, s in (("u0", False, 0.5, "control", None),
+                                                 ("u5", True, 2.0, "abs/clean", False))])
     defenses = {"u0": {"lam": 0, "form": "abs"}, "u5": {"lam": 5, "form": "abs", "control": "u0"}}
     return df, models, defenses
 
@@ -131,9 +133,29 @@ def test_defended_rows_carry_their_control_and_the_undefended_sibling():
         assert row.control_success_rate == 0.3 and row.undefended_success_rate == 0.4
         assert row.control_clean_acc == 87.5 and row.defense_control == "u0"
         assert row.defense_lambda == 5 and bool(row.defense_failed) and row.defense_accuracy_cost == 2.0
+        assert row.defense_calibration_cost == 1.9 and row.defense_variant == "abs/clean"
+        assert row.defense_selected is False
     control = out.loc[("defended", "u0")]
     assert control.defense_control is None and np.isnan(control.control_success_rate)
     assert np.isnan(out.loc[("sibling", "none")].defense_lambda)
+
+
+def test_lam_is_selected_per_sibling_and_variant_on_the_calibration_cost():
+    rows = [("resnet", "abs/ball", 0.3, 0.2), ("resnet", "abs/ball", 1.0, 0.9),
+            ("resnet", "abs/ball", 3.0, 2.5), ("resnet", "sign/ball", 1.0, 1.5),
+            ("vgg", "abs/ball", 1.0, 0.4), ("resnet", "control", 0.0, 0.1)]
+    models = pd.DataFrame([{"dataset": "d", "role": "defended", "compression": "q8",
+                            "arch": a, "defense_variant": v, "defense_lambda": lam,
+                            "calibration_cost": cost, "defense": f"{v}-{lam}"}
+                           for a, v, lam, cost in rows])
+    models = pd.concat([models, pd.DataFrame([{"dataset": "d", "role": "sibling", "arch": "vgg",
+                                               "compression": "q8", "defense": "none"}])])
+    defenses = {f"{v}-{lam}": {"tolerance": 1.0} for _, v, lam, _ in rows}
+    out = with_selection(models.reset_index(drop=True), defenses)
+    picked = out[out.defense_selected == True]  # noqa: E712
+    assert sorted(zip(picked.arch, picked.defense_lambda)) == [("resnet", 1.0), ("vgg", 1.0)]
+    assert (out[out.defense_variant == "sign/ball"].defense_selected == False).all()  # noqa: E712
+    assert out[out.defense_lambda.isna() | (out.defense_lambda == 0)].defense_selected.isna().all()
 
 
 def test_every_success_rate_gets_its_wilson_interval():

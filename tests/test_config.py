@@ -98,6 +98,11 @@ CASES = {
     "control with another schedule": (
         lambda c: c["defenses"]["unpair-l0"].update(epochs=2),
         r"defenses\.unpair-l5\.control.*'unpair-l0' must have lam 0.*differs in: epochs"),
+    "one variant with two schedules": (
+        lambda c: c["defenses"].update({"unpair-l9": {**c["defenses"]["unpair-l5"], "lam": 9,
+                                                      "smoothness": 0.5}}),
+        r"defenses\.unpair-l9.*variant 'cosine/clean' is also 'unpair-l5', which differs in: "
+        r"smoothness"),
     "unknown defense of an attack": (lambda c: c["attacks"]["pgd"].update(defenses=["nope"]),
                                      r"attacks\.pgd\.defenses.*'nope' is not a defense id"),
     "unknown similarity metric": (lambda c: c.update(similarity={"metrics": ["psnr"]}),

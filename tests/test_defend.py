@@ -7,7 +7,8 @@ import yaml
 from siblings.artifacts import sidecar_path
 from siblings.cards import read_card
 from siblings.compress import sparsity
-from siblings.defend import FORMS, POINTS, DefenseJob, mean_cosine, unpair
+from siblings.defend import (FORMS, POINTS, DefenseJob, mean_cosine, selected_lam, unpair,
+                             variant_name, variant_settings)
 from siblings.stages.defend import run
 from siblings.gradients import input_gradient, margin
 from siblings.quant import fake_quant_modules
@@ -91,6 +92,7 @@ def test_the_stage_flags_a_sibling_that_lost_too_much_accuracy(tmp_path, trained
     assert card.kind == "defended" and card.accuracy_cost > 0 and card.failed is failed
     assert card.measured["similarity_after"] < card.measured["similarity_before"]
     assert card.defense_id == "unpair-l5" and card.compression_id == "ptq-w8a8"
+    assert card.measured["calibration_images"] > 0 and card.measured["calibration_cost"] > 0
     assert card.product["runtime"].startswith("int8")  # deployable as before
 
 
@@ -164,3 +166,18 @@ def test_each_variant_fine_tunes_and_keeps_pruned_weights_zero(trained, blobs, p
     last = measured["history"][-1]
     assert {"cosine", "penalty", "sign_agreement"} <= set(last)
     assert all(torch.isfinite(torch.tensor(v)) for v in last.values())
+
+
+@pytest.mark.parametrize("costs, chosen", [
+    ({0.0: 0.1, 0.3: 0.2, 1.0: 0.9, 3.0: 2.5}, 1.0),   # the largest within tolerance
+    ({1.0: 1.5, 3.0: 0.5}, 3.0),                        # not monotone: still the largest within
+    ({0.0: 0.0, 1.0: 1.01}, None),                      # none within; the control never counts
+])
+def test_lam_is_the_largest_within_tolerance_on_the_calibration_split(costs, chosen):
+    assert selected_lam(costs, tolerance=1.0) == chosen
+
+
+def test_a_variant_is_named_by_its_key_or_its_form_and_points():
+    assert variant_name({"form": "sign", "points": "ball"}) == "sign/ball"
+    assert variant_name({"form": "sign", "points": "ball", "variant": "gentle"}) == "gentle"
+    assert variant_settings({"lam": 3, "archs": ["a"], "form": "abs"}) == {"form": "abs"}

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow as pa
 
 from siblings.cards import ModelCard
+from siblings.defend import selected_lam, variant_name
 from siblings.intervals import RESAMPLES, percentile_interval, resamples, wilson
 from siblings.schema import Column, TableSchema
 
@@ -115,7 +116,7 @@ SIMILARITY = TableSchema("similarity", 1, (
     _text("similarity_device", NAME, "the device the similarity job computed on"),
     DATASET, *STAMP))
 
-MODELS = TableSchema("models", 1, (
+MODELS = TableSchema("models", 2, (
     "One row per model the run made or loaded: the full models, their independent twins, "
     "the siblings, the defended siblings and the adaptive attacker's extracted surrogates; "
     "what each is, how accurate, and what it costs as a deployed product."), (
@@ -154,6 +155,15 @@ MODELS = TableSchema("models", 1, (
     _flag("failed", "a defended sibling that lost more than the defense's `tolerance` "
                     "points, or a surrogate whose calibration accuracy did not come within "
                     "`within` points of its victim's; null for other models"),
+    _number("calibration_cost", POINTS, "calibration-split accuracy points a defended sibling "
+                                        "lost against its sibling: what lam is chosen on; "
+                                        "defended only"),
+    _text("defense_variant", NAME, "the penalty a defended sibling was trained with (the "
+                                   "defense's `variant`, by default form/points), control "
+                                   "for a lam = 0 control; defended only"),
+    _flag("defense_selected", "the lam the selection rule picks for this sibling and "
+                              "variant: the largest whose calibration_cost is within the "
+                              "defense's tolerance; null for lam = 0 and other models"),
     _number("similarity_before", COSINE, "mean input-gradient cosine with the full model on "
                                          "500 held-out calibration images before the "
                                          "defense; defended only"),
@@ -191,7 +201,7 @@ SOURCE_COLUMNS = {name: f"source_{name}" for name in (
     "agreement_with_full", "parameters", "size_bytes", "latency_ms", "runtime",
     "deployed_agreement")}
 
-BENCHMARK = TableSchema("benchmark", 1, (
+BENCHMARK = TableSchema("benchmark", 2, (
     "One row per (target, attack, source, eps): how often the attack from that source fooled "
     "the full model, with what it is compared against on the same row: the independent "
     "source (amplification), the no-prior baseline and the independent prior (query "
@@ -279,6 +289,14 @@ BENCHMARK = TableSchema("benchmark", 1, (
                                    "against; null for the control itself"),
     _flag("defense_failed", "whether the defended sibling lost more than the defense's "
                             "tolerance in accuracy; defended rows only"),
+    _text("defense_variant", NAME, "the defended sibling's penalty (models.defense_variant); "
+                                   "defended rows only"),
+    _flag("defense_selected", "whether the selection rule picks this lam for its sibling "
+                              "and variant (models.defense_selected); defended rows only"),
+    _number("defense_calibration_cost", POINTS, "calibration-split accuracy points the "
+                                                "defended sibling lost against the undefended "
+                                                "one (what lam is chosen on); defended rows "
+                                                "only"),
     _number("defense_accuracy_cost", POINTS, "test-accuracy points the defended sibling lost "
                                              "against the undefended one; defended rows only"),
     _number("control_success_rate", FRACTION, "success_rate of the same attack at the same "
@@ -550,6 +568,7 @@ def with_defense(df: pd.DataFrame, models: pd.DataFrame, defenses: dict) -> pd.D
     defense is judged by. ``control_success_ratio``: this row's success over the control's,
     with a paired bootstrap 95% interval (both attacked the same images)."""
     cols = ["defense_lambda", "defense_form", "defense_control", "defense_failed",
+            "defense_variant", "defense_selected", "defense_calibration_cost",
             "defense_accuracy_cost", "control_success_rate", "control_query_reduction",
             "control_clean_acc", "undefended_success_rate", "undefended_query_reduction",
             "control_success_ratio", "control_success_ratio_ci_low",
@@ -571,10 +590,13 @@ def with_defense(df: pd.DataFrame, models: pd.DataFrame, defenses: dict) -> pd.D
         ctrl = lookup(row, "defended", control)
         undefended = lookup(row, "sibling", "none")
         out.loc[i, cols] = [float(params["lam"]), params["form"], control, bool(model.failed),
-                            float(model.accuracy_cost), *ctrl[:3], *undefended[:2],
+                            model.defense_variant, model.defense_selected,
+                            float(model.calibration_cost), float(model.accuracy_cost),
+                            *ctrl[:3], *undefended[:2],
                             *_success_ratio(row.image_success, ctrl[3])]
-    return out.astype({c: float for c in cols if c not in ("defense_form", "defense_control",
-                                                              "defense_failed")})
+    return out.astype({c: float for c in cols if c not in (
+        "defense_form", "defense_control", "defense_failed", "defense_variant",
+        "defense_selected")})
 
 
 def _success_ratio(this: list[bool], reference: list[bool] | float) -> list[float]:
@@ -600,6 +622,24 @@ def _or_nan(value: float | None) -> float:
     return np.nan if value is None else value
 
 
+def _variant(params: dict) -> str:
+    return variant_name(params) if params["lam"] > 0 else "control"
+
+
+def with_selection(models: pd.DataFrame, defenses: dict) -> pd.DataFrame:
+    """``defense_selected`` on the defended rows with lam > 0: per dataset, architecture,
+    sibling and variant, whether :func:`siblings.defend.selected_lam` picks this row's lam
+    from the calibration costs of that variant's lams."""
+    out = models.assign(defense_selected=None)
+    rows = out[(out.role == "defended") & (out.defense_lambda > 0)]
+    for _, group in rows.groupby(["dataset", "arch", "compression", "defense_variant"]):
+        tolerance = defenses[group.defense.iloc[0]]["tolerance"]
+        chosen = selected_lam(dict(zip(group.defense_lambda, group.calibration_cost)),
+                              tolerance)
+        out.loc[group.index, "defense_selected"] = group.defense_lambda == chosen
+    return out
+
+
 def model_row(card: ModelCard, role: str, dataset: str) -> dict:
     """One row of ``models.parquet`` from a model card."""
     measured, product = card.measured, card.product or {}
@@ -616,6 +656,9 @@ def model_row(card: ModelCard, role: str, dataset: str) -> dict:
         "defense": card.defense_id or "none",
         "defense_lambda": (card.defense or {}).get("lam", np.nan),
         "accuracy_cost": _or_nan(card.accuracy_cost), "failed": card.failed,
+        "calibration_cost": measured.get("calibration_cost", np.nan) if card.kind == "defended"
+        else np.nan,
+        "defense_variant": _variant(card.defense) if card.kind == "defended" else None,
         "similarity_before": measured.get("similarity_before", np.nan),
         "similarity_after": measured.get("similarity_after", np.nan),
         "measured": json.dumps(measured, sort_keys=True),

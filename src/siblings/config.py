@@ -15,7 +15,7 @@ import yaml
 from siblings.attacks import ATTACKS
 from siblings.compress import COMPRESSIONS
 from siblings.data import DATASETS
-from siblings.defend import DEFENSES
+from siblings.defend import DEFENSES, variant_name, variant_settings
 from siblings.models import ARCHITECTURES
 from siblings.registry import UnknownNameError
 from siblings.similarity import SIMILARITIES
@@ -92,6 +92,7 @@ def _check_names(config: dict) -> None:
         problems.extend(_attack_problems(config, aid, params))
     for did, params in config["defenses"].items():
         problems.extend(_defense_problems(config, did, params))
+    problems += _variant_problems(config["defenses"])
     for cid in config["extract"].get("siblings", []):
         need("extract.siblings", cid, list(config["compressions"]), "compression id")
     for metric in config["similarity"]["metrics"]:
@@ -184,6 +185,25 @@ def _defense_problems(config: dict, did: str, params: dict) -> list[str]:
                         f"the same {', '.join(SCHEDULE_KEYS)} and cover every sibling and "
                         f"architecture it controls (lam {control['lam']}, differs in: "
                         f"{', '.join(differ) or 'nothing'}, misses: {', '.join(uncovered) or 'nothing'})")
+    return problems
+
+
+def _variant_problems(defenses: dict) -> list[str]:
+    """Defenses of one variant (lam > 0) must differ only in lam and where they apply: lam
+    is chosen among them, so any other difference would be chosen by the same rule."""
+    first: dict[str, tuple[str, dict]] = {}
+    problems = []
+    for did, params in defenses.items():
+        if params["lam"] == 0:
+            continue
+        name, settings = variant_name(params), variant_settings(params)
+        seen, reference = first.setdefault(name, (did, settings))
+        differ = sorted(k for k in settings.keys() | reference.keys()
+                        if settings.get(k) != reference.get(k))
+        if differ:
+            problems.append(f"config key 'defenses.{did}': variant '{name}' is also "
+                            f"'{seen}', which differs in: {', '.join(differ)}; give one a "
+                            "`variant` name of its own")
     return problems
 
 

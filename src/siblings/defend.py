@@ -91,6 +91,29 @@ def pgd_point(model: nn.Module, x: torch.Tensor, y: torch.Tensor, p: dict,
 POINTS.register("clean")(lambda model, x, y, p, gen: x)
 POINTS.register("ball")(lambda model, x, y, p, gen: ball_point(x, p["radius"], gen))
 
+# The keys in which the defenses of one variant may differ: a variant is one penalty, tried
+# at several lam on some siblings and architectures.
+PER_CANDIDATE_KEYS = ("lam", "archs", "siblings", "control", "adaptive")
+
+
+def variant_name(params: dict) -> str:
+    """The penalty a defense applies, by its ``variant`` key or else its form and points."""
+    return params.get("variant") or f"{params['form']}/{params['points']}"
+
+
+def variant_settings(params: dict) -> dict:
+    """The settings every defense of one variant shares."""
+    return {k: v for k, v in params.items() if k not in PER_CANDIDATE_KEYS}
+
+
+def selected_lam(calibration_costs: dict[float, float], tolerance: float) -> float | None:
+    """The rule lam is chosen by, per sibling and variant: the largest penalty whose accuracy
+    cost on the calibration split stays within ``tolerance`` points; None where none does.
+    The test split, which the results report, never enters."""
+    within = [lam for lam, cost in calibration_costs.items() if lam > 0 and cost <= tolerance]
+    return max(within, default=None)
+
+
 CHECK_IMAGES = 500  # held-out calibration images on which the similarity is logged before/after
 
 

@@ -9,7 +9,7 @@ import yaml
 from siblings.aggregate import (BENCHMARK, MODELS, QUERIES, SIMILARITY, SUPPORT, model_row,
                                 query_readings, similarity_table, with_amplification,
                                 with_defense, with_query_columns, with_sibling_measurements,
-                                with_similarity, with_success_intervals)
+                                with_selection, with_similarity, with_success_intervals)
 from siblings.artifacts import atomic_path, read_parquet
 from siblings.cards import read_card
 from siblings.correlate import CORRELATIONS, correlations
@@ -36,8 +36,9 @@ def run(attack_tables: list[str], similarity_tables: list[str],
         digest = config_hash(config)
         stamp = {"config_hash": digest, "run_name": config["name"]}
         dataset = config["dataset"]["name"]
-        models = pd.DataFrame([model_row(read_card(p), role, dataset)
-                               for role, paths in model_sidecars.items() for p in paths])
+        models = with_selection(pd.DataFrame([model_row(read_card(p), role, dataset)
+                                              for role, paths in model_sidecars.items()
+                                              for p in paths]), config["defenses"])
         sim = similarity_table([read_parquet(p) for p in similarity_tables])
         df = pd.concat([read_parquet(p) for p in attack_tables], ignore_index=True)
         df = with_success_intervals(with_sibling_measurements(df, models))

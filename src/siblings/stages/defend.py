@@ -22,7 +22,9 @@ def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: d
         seed: int, code_version: str, log_file: str | None = None, threads: int = 1,
         device: str = "cpu") -> None:
     """Defends the sibling at ``sibling`` (of the full model ``full``) into ``out``; a
-    defended sibling that loses more than ``tolerance`` points is stored marked failed."""
+    defended sibling that loses more than ``tolerance`` test points is stored marked failed.
+    Its accuracy cost on the calibration split is stored too: lam is chosen on that split,
+    never on the test split that the results report."""
     with stage(log_file, threads, seed, device, data) as env:
         splits = env.splits
         teacher, _ = load_model(full, env.device)
@@ -32,11 +34,14 @@ def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: d
         observe_during_training(model, False)
         check_x, check_y = splits.images("calib")[:CHECK_IMAGES], splits.labels("calib")[:CHECK_IMAGES]
         before = mean_cosine(teacher, model, check_x, check_y)
+        x_cal, y_cal = splits.images("calib"), splits.labels("calib")
+        calib_before = percent_equal(predict(model, x_cal), y_cal)
         start = time.time()
         measured = DEFENSES.get(params["method"]).run(model, DefenseJob(splits, params, seed,
                                                                         teacher))
         seconds = time.time() - start
         after = mean_cosine(teacher, model, check_x, check_y)
+        calib_cost = calib_before - percent_equal(predict(model, x_cal), y_cal)
         x_test, y_test = splits.images("test"), splits.labels("test")
         pred = predict(model, x_test)
         acc = percent_equal(pred, y_test)
@@ -45,10 +50,11 @@ def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: d
         failed = cost > params["tolerance"]
         fell = after < before
         log.info("%s %s + %s: gradient cosine %.3f -> %.3f on %d held-out images; accuracy "
-                 "%.2f%% -> %.2f%% (cost %.2f, tolerance %.2f)%s; %.0f s",
+                 "%.2f%% -> %.2f%% (cost %.2f, tolerance %.2f)%s; cost on the %d calibration "
+                 "images (what lam is chosen on) %.2f; %.0f s",
                  sib.spec.arch, sib.compression_id, defense_id, before, after, len(check_y),
                  sib.test_accuracy, acc, cost, params["tolerance"],
-                 " FAILED" if failed else "", seconds)
+                 " FAILED" if failed else "", len(y_cal), calib_cost, seconds)
         if params["lam"] > 0 and not fell:
             log.warning("the gradient similarity did not fall: the defense did nothing")
         product = measure(COMPRESSIONS.get(sib.compression["method"]).deploy(
@@ -61,5 +67,6 @@ def run(data: str, full: str, sibling: str, out: str, defense_id: str, params: d
             defense_id=defense_id, defense=params, agreement_with_full=agree,
             accuracy_cost=cost, failed=failed,
             measured={**measured, "similarity_before": before, "similarity_after": after,
-                      "similarity_fell": fell})
+                      "similarity_fell": fell, "calibration_cost": calib_cost,
+                      "calibration_images": len(y_cal)})
         save_tensors(out, model.state_dict(), card.to_dict())
