@@ -70,7 +70,12 @@ def defense_cells(table: pd.DataFrame, rows: pd.DataFrame, priors: list[pd.DataF
                  & (rows.defense == t.defense)]
         own = g[g.source_role == "defended"].iloc[0]
         named = g[g.source_role == t["strongest attacker"]].iloc[0]
+        selected = own.defense_selected is not None and not pd.isna(own.defense_selected) \
+            and bool(own.defense_selected)
         pairs += [
+            (t.variant, own.defense_variant), (float(t.lam), own.defense_lambda),
+            (t.selected, "yes" if selected else ""),
+            (float(t["calibration cost (pts)"]), round(own.defense_calibration_cost, 2)),
             (float(t["accuracy cost (pts)"]), round(own.defense_accuracy_cost, 2)),
             (t["defended vs control"], change(own.control_success_ratio,
                                               own.control_success_ratio_ci_low,

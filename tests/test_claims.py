@@ -81,3 +81,59 @@ def test_adaptive_attackers_without_the_defended_sibling_itself_are_left_out():
                                  control_success_ratio_ci_high=0.9, defense_accuracy_cost=1.0)
     (reading,) = defense_reduction(rows, NO_READINGS)
     assert reading.table.empty
+
+
+def defense_rows() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """PGD rows of two defended siblings and their control on one architecture (the
+    averaged attacker beats one's own gradient), and P-RGF readings with each as prior."""
+    def row(defense, lam, role, rate, ratio, selected, cost):
+        return {"attack": "pgd", "attack_kind": "transfer", "eps": 0.01, "arch": "a",
+                "compression": "q8", "defense": defense, "source_role": role,
+                "source_id": f"q8+{defense}", "defense_lambda": lam,
+                "defense_variant": "control" if lam == 0 else "abs/ball",
+                "defense_selected": None if lam == 0 else selected,
+                "defense_control": None if lam == 0 else "u0", "defense_accuracy_cost": cost,
+                "success_rate": rate, "control_success_ratio": ratio,
+                "control_success_ratio_ci_low": ratio / 2, "control_success_ratio_ci_high":
+                ratio * 2}
+    df = pd.DataFrame([row("u0", 0.0, "defended", 0.4, float("nan"), None, 0.1),
+                       row("u1", 1.0, "defended", 0.1, 0.25, True, 0.8),
+                       row("u1", 1.0, "averaged", 0.16, 0.4, True, 0.8),
+                       row("u3", 3.0, "defended", 0.04, 0.1, False, 2.5)])
+    readings = pd.DataFrame([{"attack": "prgf", "eps": 0.05, "arch": "a", "source_role":
+                              "defended", "source_id": f"q8+{d}", "reference": "independent",
+                              "statistic": "query_factor", "level": "final", "value": v,
+                              "ci_low": v / 2, "ci_high": v * 2, "bound": ""}
+                             for d, v in (("u0", 20.0), ("u1", 1.2), ("u3", 0.9))])
+    return df, readings
+
+
+def test_defense_outcomes_read_the_strongest_attacker_and_the_prior_against_the_target():
+    from siblings.claims import best_defenses, defense_outcomes
+
+    out = defense_outcomes(*defense_rows()).set_index("defense")
+    assert out.loc["u1", "strongest"] == "averaged" and out.loc["u1", "transfer"] == 0.4
+    assert out.loc["u0", "transfer"] == 1.0 and out.loc["u0", "control"] == "u0"
+    assert out.loc["u1", "prior"] == 1.2 and bool(out.loc["u1", "meets"])
+    assert not out.loc["u3", "meets"]  # halves transfer but costs 2.5 points
+    (best,) = best_defenses(out.reset_index()).itertuples()
+    assert best.defense == "u1"  # u3 transfers less but is not the selected lam
+
+
+def test_the_frontier_draws_each_variant_from_its_control_in_its_architecture_panel(
+        monkeypatch, tmp_path):
+    from siblings.claims import defense_outcomes
+    from siblings.report import sweep_figure
+
+    df, readings = defense_rows()
+    other = df.assign(arch="b")
+    out = defense_outcomes(pd.concat([df, other]), pd.concat([readings,
+                                                              readings.assign(arch="b")]))
+    figures = []
+    monkeypatch.setattr("siblings.report._save", lambda figure, out: figures.append(figure))
+    sweep_figure(out, tmp_path / "sweep.png")
+    axes = figures[0].axes
+    assert [ax.get_title() for ax in axes[:2]] == ["a", "b"] and len(axes) == 4  # pgd, prior
+    assert sorted(t.get_text() for t in axes[0].texts) == ["0", "1", "3"]
+    rings = [c for c in axes[0].collections if c.get_label().startswith("selected")]
+    assert rings[0].get_offsets().tolist() == [[0.8, 0.4]]  # u1 at its cost and transfer

@@ -35,23 +35,6 @@ def test_controls_are_not_defenses_of_their_own():
     assert defense_table(df).empty
 
 
-def test_sweep_labels_each_lambda_in_its_own_architecture_panel(monkeypatch, tmp_path):
-    """Panels follow the rows' order (zeta before alpha here); every lam label must sit in
-    the panel of the architecture it belongs to."""
-    rows = [{"arch": arch, "attack": "pgd", "attack_kind": "transfer", "eps": 0.01,
-             "source_role": "defended", "compression": "ptq-w8a8", "defense": f"u{lam}",
-             "defense_lambda": float(lam), "defense_control": "u0", "defense_form": "abs",
-             "success_rate": 0.1, "success_ci_low": 0.05, "success_ci_high": 0.2,
-             "source_clean_acc": 88.0 - lam / 10}
-            for arch, lams in (("zeta", (0, 3)), ("alpha", (0, 7))) for lam in lams]
-    figures = []
-    monkeypatch.setattr("siblings.report._save", lambda figure, out: figures.append(figure))
-    from siblings.report import sweep_figure
-    sweep_figure(pd.DataFrame(rows), tmp_path / "sweep.png")
-    labels = {ax.get_title(): sorted(t.get_text() for t in ax.texts) for ax in figures[0].axes}
-    assert labels == {"zeta / pgd": ["0", "3"], "alpha / pgd": ["0", "7"]}
-
-
 def test_headline_prints_each_rate_with_its_interval_and_count_and_marks_a_missing_role():
     from siblings.aggregate import with_success_intervals
     from siblings.report import headline_table

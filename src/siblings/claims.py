@@ -158,13 +158,21 @@ def prior_readings(readings: pd.DataFrame) -> dict[str, pd.DataFrame]:
             g.set_index(["arch", "source_id"]) for a, g in rows.groupby("attack")}
 
 
+def flag(value: object) -> bool:
+    """A nullable Parquet flag as a bool: null (not applicable) is False."""
+    return value is not None and not pd.isna(value) and bool(value)
+
+
 def _defense_row(g: pd.DataFrame, priors: dict[str, pd.DataFrame]) -> dict:
     """One defended sibling's row of the claim-3 table, from its attackers' rows."""
     own, best = g[g.source_role == "defended"].iloc[0], strongest_attacker(g)
     key = (own.arch, own.source_id)
     return {
         "arch": own.arch, "sibling": own.compression, "defense": own.defense,
-        "lam": own.defense_lambda, "accuracy cost (pts)": round(own.defense_accuracy_cost, 2),
+        "variant": own.defense_variant, "lam": own.defense_lambda,
+        "selected": "yes" if flag(own.defense_selected) else "",
+        "calibration cost (pts)": round(own.defense_calibration_cost, 2),
+        "accuracy cost (pts)": round(own.defense_accuracy_cost, 2),
         "defended vs control": change(own.control_success_ratio,
                                       own.control_success_ratio_ci_low,
                                       own.control_success_ratio_ci_high),
@@ -179,10 +187,10 @@ def _defense_row(g: pd.DataFrame, priors: dict[str, pd.DataFrame]) -> dict:
 
 def defense_reduction(df: pd.DataFrame, readings: pd.DataFrame) -> list[Reading]:
     """Claim 3: per transfer attack at its smallest eps and defended sibling (lam > 0): its
-    accuracy cost, the change in transfer success against its lam = 0 control (from the
-    defended sibling itself and from the strongest adaptive attacker), and each prior-guided
-    attack with it as prior against the independent prior (about 1x: the prior no longer
-    helps)."""
+    variant, lam and whether the selection rule picks it, its accuracy costs, the change in
+    transfer success against its lam = 0 control (from the defended sibling itself and from
+    the strongest adaptive attacker), and each prior-guided attack with it as prior against
+    the independent prior (about 1x: the prior no longer helps)."""
     transfer = smallest_eps(df[df.attack_kind == "transfer"])
     attacked = transfer[transfer.source_role.isin(DEFENDED_ROLES) & (transfer.defense_lambda > 0)]
     priors, roles = prior_readings(readings), ", ".join(f"'{r}'" for r in DEFENDED_ROLES)
@@ -199,17 +207,78 @@ def defense_reduction(df: pd.DataFrame, readings: pd.DataFrame) -> list[Reading]
         out.append(Reading(
             f"Transfer ({attack}, eps {eps:g}): each defended sibling against its lam = 0 "
             "control (same fine-tuning, no penalty). Accuracy cost: against the sibling as "
-            "published, on the test split. Strongest attacker: the highest success among "
+            "published, on the test split; calibration cost: the same on the calibration "
+            "split, which lam is selected on (selected: the largest lam of its variant within "
+            "the defense's tolerance there). Strongest attacker: the highest success among "
             "the defended sibling's own gradient and the adaptive attackers.",
             pd.DataFrame([_defense_row(g, priors) for g in groups]),
             (Filter("benchmark.parquet",
                     f"attack == '{attack}' and eps == {_number(eps)} and "
                     f"defense_lambda > 0 and source_role in [{roles}]",
-                    ("arch", "compression", "defense", "defense_lambda", "source_role",
-                     "success_rate", "control_success_ratio", "control_success_ratio_ci_low",
-                     "control_success_ratio_ci_high", "defense_accuracy_cost")),
+                    ("arch", "compression", "defense", "defense_variant", "defense_lambda",
+                     "defense_selected", "source_role", "success_rate",
+                     "control_success_ratio", "control_success_ratio_ci_low",
+                     "control_success_ratio_ci_high", "defense_calibration_cost",
+                     "defense_accuracy_cost")),
              *prior_filters)))
     return out
+
+
+# What a defense must reach (issue 17): within 1 accuracy point of the published sibling,
+# the strongest attacker's transfer at most half its control's, and a prior that helps
+# P-RGF at most 1.5x as much as the independent prior does.
+TARGET = {"cost": 1.0, "transfer": 0.5, "prior": 1.5}
+
+
+def defense_outcomes(df: pd.DataFrame, readings: pd.DataFrame) -> pd.DataFrame:
+    """One row per transfer attack, eps and defended sibling, controls included, in
+    numbers: variant, lam, selection, accuracy cost, the strongest attacker's
+    success over the control's with its interval (1 for the control itself), and the first
+    prior-guided attack's independent-prior queries over this prior's (``prior``), with
+    whether each meets ``TARGET``."""
+    transfer = df[df.attack_kind == "transfer"]
+    attacked = transfer[transfer.source_role.isin(DEFENDED_ROLES)
+                        & transfer.defense_lambda.notna()]
+    prior = next(iter(prior_readings(readings).values()), pd.DataFrame())
+    rows = []
+    for (attack, _, arch, compression, defense), g in attacked.groupby(
+            ["attack", "eps", "arch", "compression", "defense"]):
+        own = g[g.source_role == "defended"]
+        if own.empty:
+            continue
+        own, best = own.iloc[0], strongest_attacker(g)
+        control = own.defense_lambda == 0
+        reading = (prior.loc[(arch, own.source_id)] if (arch, own.source_id) in prior.index
+                   else pd.Series(dtype=float))
+        rows.append({
+            "attack": attack, "eps": own.eps, "arch": arch, "compression": compression,
+            "defense": defense, "control": own.defense_control if not control else defense,
+            "variant": own.defense_variant, "lam": own.defense_lambda,
+            "selected": flag(own.defense_selected),
+            "cost": own.defense_accuracy_cost, "strongest": best.source_role,
+            "transfer": 1.0 if control else best.control_success_ratio,
+            "transfer_low": 1.0 if control else best.control_success_ratio_ci_low,
+            "transfer_high": 1.0 if control else best.control_success_ratio_ci_high,
+            "prior": reading.get("value", float("nan")),
+            "prior_low": reading.get("ci_low", float("nan")),
+            "prior_high": reading.get("ci_high", float("nan")),
+        })
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    return out.assign(meets=(out.cost <= TARGET["cost"]) & (out.transfer <= TARGET["transfer"])
+                      & (out.prior <= TARGET["prior"]))
+
+
+def best_defenses(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Per transfer attack (at its smallest eps, as the claims read it) and architecture,
+    the best selected defended sibling: one that meets the target if any, else the lowest
+    strongest-attacker transfer, then the lowest prior advantage."""
+    picked = smallest_eps(outcomes[outcomes.selected]) if len(outcomes) else outcomes
+    if picked.empty:
+        return picked
+    ranked = picked.sort_values(["meets", "transfer", "prior"], ascending=[False, True, True])
+    return ranked.groupby(["attack", "arch"], sort=True).head(1).sort_values(["attack", "arch"])
 
 
 CLAIMS = (

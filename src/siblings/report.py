@@ -17,7 +17,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from siblings.artifacts import atomic_path  # noqa: E402
-from siblings.claims import change, claims_markdown, ratio, smallest_eps  # noqa: E402
+from siblings.claims import (TARGET, best_defenses, change, claims_markdown,  # noqa: E402
+                             defense_outcomes, ratio, smallest_eps)
 from siblings.correlate import correlation_markdown  # noqa: E402
 from siblings.intervals import wilson  # noqa: E402
 from siblings.roles import ADAPTIVE_ROLES, DEFENDED_ROLES  # noqa: E402
@@ -596,39 +597,67 @@ def _defense_bars(ax: plt.Axes, rows: pd.DataFrame, sources: list[str],
         ax.set_xticks([])
 
 
-def sweep_figure(df: pd.DataFrame, out: str | Path) -> None:
-    """Security vs accuracy over lam: for each defended sibling and transfer attack at its
-    smallest eps, transfer success against the accuracy given up relative to the control
-    (the control is the lam = 0 point), one line per sibling and penalty form."""
-    d = _smallest_eps(df)
-    d = d[d.source_role == "defended"].dropna(subset=["defense_lambda"])
-    if d.empty:
+def _frontier_panel(ax: plt.Axes, rows: pd.DataFrame, y: str, colours: dict) -> None:
+    """One architecture's defense frontier for one measure: a line per variant from its
+    lam = 0 control through its lams, with 95% intervals; the selected lam ringed."""
+    controls = rows[rows.lam == 0].set_index("defense")
+    for variant, g in rows[rows.lam > 0].groupby("variant"):
+        line = pd.concat([controls.loc[[g.control.iloc[0]]].reset_index(),
+                          g.sort_values("lam")]) if g.control.iloc[0] in controls.index else g
+        ax.errorbar(line.cost, line[y], fmt="-o", color=colours[variant], label=variant,
+                    markersize=4, lw=1, elinewidth=0.6, capsize=1.5,
+                    yerr=[(line[y] - line[f"{y}_low"]).clip(lower=0),
+                          (line[f"{y}_high"] - line[y]).clip(lower=0)])
+        for r in line.itertuples():
+            ax.annotate(f"{r.lam:g}", (r.cost, getattr(r, y)), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+        chosen = g[g.selected]
+        ax.scatter(chosen.cost, chosen[y], s=110, facecolors="none", edgecolors="black",
+                   linewidths=1, label="selected lam (calibration split)")
+
+
+def sweep_figure(outcomes: pd.DataFrame, out: str | Path) -> None:
+    """The defense frontier per architecture (columns): against the test-accuracy points
+    given up against the sibling as published, the strongest attacker's transfer success
+    over the lam = 0 control's (a row per transfer attack and eps) and the first
+    prior-guided attack's queries with the independent prior over those with the defended
+    prior (last row, log). One line per variant from its control through its lams (points
+    labelled with lam), the selected lam ringed, the target region (TARGET) shaded."""
+    if outcomes.empty or not (outcomes.lam > 0).any():
         _blank(out, "no defended siblings in this run's config")
         return
-    control_acc = d[d.defense_lambda == 0].set_index(["arch", "attack", "compression", "defense"]
-                                                     ).source_clean_acc
-    d = d.assign(
-        cost=lambda x: [control_acc.get((r.arch, r.attack, r.compression,
-                                         r.defense_control if r.defense_lambda > 0 else r.defense),
-                                        np.nan) - r.source_clean_acc for r in x.itertuples()],
-        success=100 * d.success_rate, low=100 * d.success_ci_low, high=100 * d.success_ci_high,
-        line=d.compression + " " + d.defense_form.fillna(""))
-    grid = sns.relplot(data=d.sort_values("defense_lambda"), x="cost", y="success", hue="line",
-                       col="arch", row="attack", kind="line", marker="o", sort=False,
-                       col_order=sorted(d.arch.unique()), height=3.0, aspect=1.1)
-    for (attack, arch), panel in d.groupby(["attack", "arch"]):
-        ax = grid.axes_dict[(attack, arch)]
-        for r in panel.itertuples():
-            ax.annotate(f"{r.defense_lambda:g}", (r.cost, r.success), fontsize=6,
-                        xytext=(3, 3), textcoords="offset points")
-        ax.errorbar(panel.cost, panel.success, fmt="none", ecolor="grey", elinewidth=0.6,
-                    capsize=1.5, yerr=[panel.success - panel.low, panel.high - panel.success])
-    grid.set_axis_labels("accuracy given up vs control (pts)",
-                         "transfer success on target (%)")
-    grid.set_titles("{col_name} / {row_name}")
-    grid.figure.suptitle("lambda sweep: security vs accuracy (points labelled with lam; Wilson "
-                         "95% intervals)", y=1.02)
-    _save(grid.figure, out)
+    archs, colours = sorted(outcomes.arch.unique()), _palette(outcomes.variant[outcomes.lam > 0])
+    panels = [(f"{a} eps {e:g}: strongest attacker's\nsuccess / control's", "transfer",
+               outcomes[(outcomes.attack == a) & (outcomes.eps == e)])
+              for a, e in outcomes[["attack", "eps"]].drop_duplicates().sort_values(
+                  ["attack", "eps"]).itertuples(index=False)]
+    if outcomes.prior.notna().any():
+        panels.append(("P-RGF: independent prior's\nqueries / defended prior's (log)", "prior",
+                       smallest_eps(outcomes)))
+    figure, axes = plt.subplots(len(panels), len(archs), squeeze=False,
+                                figsize=(3.4 * len(archs), 2.8 * len(panels)))
+    for (i, (label, y, rows)), (j, arch) in itertools.product(enumerate(panels),
+                                                             enumerate(archs)):
+        ax = axes[i][j]
+        ax.axvspan(min(0.0, outcomes.cost.min()) - 0.2, TARGET["cost"], ymin=0,
+                   color="green", alpha=0.08, lw=0, label="target: cost within 1 point")
+        ax.axhline(TARGET[y], color="green", ls="--", lw=0.8, label="target: transfer half "
+                   "the control's; prior at most 1.5x")
+        ax.axhline(1.0, color="grey", ls=":", lw=0.8)
+        _frontier_panel(ax, rows[rows.arch == arch].dropna(subset=[y]), y, colours)
+        if y == "prior":
+            ax.set_yscale("log")
+            _log_axis(ax.yaxis)
+        ax.set_title(arch if i == 0 else "", fontsize=9)
+        ax.set_ylabel(label if j == 0 else "", fontsize=8)
+        ax.set_xlabel("accuracy given up vs the published sibling (pts, test split)"
+                      if i == len(panels) - 1 else "", fontsize=7)
+        ax.tick_params(labelsize=7)
+    _figure_legend(figure, axes)
+    figure.suptitle("Defense frontier: each variant from its lam = 0 control through its "
+                    "lams (labelled); 95% paired bootstrap intervals", y=1.03, fontsize=10)
+    figure.tight_layout(rect=(0, 0, 1, 0.97))
+    _save(figure, out)
 
 
 def _change(r: pd.Series) -> str:
@@ -653,6 +682,27 @@ def defense_markdown(table: pd.DataFrame) -> str:
         **{name: r[f"{name} text"] for name in DEFENSE_SOURCES if table[name].notna().any()},
         "defended vs control": _change(r), "failed": "FAILED" if r.failed else "",
     } for _, r in table.iterrows()]).to_markdown(index=False)
+
+
+def target_markdown(outcomes: pd.DataFrame) -> str:
+    """The best selected defense per architecture (claims.best_defenses) and whether it
+    meets the target: the report's answer to which variant to publish."""
+    best = best_defenses(outcomes) if len(outcomes) else outcomes
+    if best.empty:
+        return "(no defended sibling with lam > 0 selected in this run)"
+    met = best.groupby("attack").meets.sum()
+    lines = [f"Target met on {met[a]} of {best[best.attack == a].arch.nunique()} "
+             f"architectures ({a})." for a in met.index]
+    table = pd.DataFrame([{
+        "attack": f"{r.attack} eps {r.eps:g}", "arch": r.arch, "sibling": r.compression,
+        "best variant": r.variant, "lam": r.lam, "accuracy cost (pts)": round(r.cost, 2),
+        f"strongest attacker vs control (target <= {TARGET['transfer']:g}x)":
+            f"{r.transfer:.2f}x [{r.transfer_low:.2f}, {r.transfer_high:.2f}] ({r.strongest})",
+        f"prior vs independent (target <= {TARGET['prior']:g}x)":
+            ratio(r.prior, r.prior_low, r.prior_high),
+        "meets target": "yes" if r.meets else "no",
+    } for r in best.itertuples()])
+    return "\n".join([*lines, "", table.to_markdown(index=False)])
 
 
 def support_markdown(support: pd.DataFrame) -> str:
@@ -680,6 +730,7 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
     queries = df[df.attack_kind == "query"]
     devices = ", ".join(sorted(df.device.dropna().unique()))
     defense = defense_markdown(defense_table(df))
+    target = target_markdown(defense_outcomes(df, readings))
     df = _published(df)
     eps_table = _with_success_text(df).assign(source=df.apply(source_label, axis=1)).pivot_table(
         index=["arch", "attack", "source"], columns="eps", values="success", aggfunc="first")
@@ -781,7 +832,19 @@ def summary_markdown(df: pd.DataFrame, models: pd.DataFrame, corr: pd.DataFrame,
         "",
         "![defense before/after](defense.png)",
         "",
-        "![lambda sweep](lambda_sweep.png)",
+        "## The defense to publish, per architecture",
+        "",
+        "Among each variant's selected lam (the largest within the defense's tolerance on",
+        "the calibration split), the best per architecture: one that meets the target, else",
+        f"the one with the lowest transfer. Target: at most {TARGET['cost']:g} point of test",
+        f"accuracy given up; the strongest attacker's transfer at most {TARGET['transfer']:g}x",
+        "its control's at the attack's smallest eps; P-RGF with it as prior at most",
+        f"{TARGET['prior']:g}x faster than with the independent prior. Point estimates, with",
+        "95% paired bootstrap intervals.",
+        "",
+        target,
+        "",
+        "![defense frontier](lambda_sweep.png)",
         "",
         "## Siblings as products",
         "",
@@ -845,7 +908,7 @@ DRAW: dict[str, Callable[[Tables, Path], None]] = {
     "accuracy_vs_size": lambda t, out: efficiency_figure(t.models, out),
     "similarity": lambda t, out: similarity_figure(t.benchmark, t.correlations, out),
     "defense": lambda t, out: defense_figure(defense_table(t.benchmark), out),
-    "lambda_sweep": lambda t, out: sweep_figure(t.benchmark, out),
+    "lambda_sweep": lambda t, out: sweep_figure(defense_outcomes(t.benchmark, t.queries), out),
 }
 
 
