@@ -137,3 +137,19 @@ def test_the_frontier_draws_each_variant_from_its_control_in_its_architecture_pa
     assert sorted(t.get_text() for t in axes[0].texts) == ["0", "1", "3"]
     rings = [c for c in axes[0].collections if c.get_label().startswith("selected")]
     assert rings[0].get_offsets().tolist() == [[0.8, 0.4]]  # u1 at its cost and transfer
+
+
+def test_the_target_counts_every_defended_architecture_and_names_those_without_a_lam():
+    from siblings.claims import defense_outcomes
+    from siblings.report import target_markdown
+
+    df, readings = defense_rows()
+    unselected = df.assign(arch="b", defense_selected=df.defense_selected.map(
+        lambda v: None if v is None else False))
+    out = defense_outcomes(pd.concat([df, unselected]),
+                           pd.concat([readings, readings.assign(arch="b")]))
+    text = target_markdown(out)
+    assert text.startswith("Target met on 1 of 2 architectures (pgd); no lam within tolerance "
+                           "on the calibration split: b.")
+    assert "| pgd eps 0.01 | a " in text and "| yes " in text
+    assert target_markdown(out[out.arch == "b"]).count("\n") == 0
