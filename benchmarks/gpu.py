@@ -1,15 +1,30 @@
 """The GPU run: the default config and config/zoo.yaml with ``device: cuda``, timed, checked
 against the CPU run. Not a test; needs a machine where torch sees a CUDA device.
 
-    .venv/bin/python benchmarks/gpu.py [--cpu-results results] [--limit 540] [--cores 16]
+    python benchmarks/gpu.py [--cpu-results results] [--limit 540] [--cores 16]
+    python benchmarks/gpu.py --no-run [--cpu-results results]   # summarise gpu-* results here
+
+It runs with whatever Python it is started with, no ``.venv`` needed: on a GPU node that
+has its site's PyTorch and no internet, install this package and its other dependencies
+into that environment from a wheelhouse (README, "Offline GPU node"):
+
+    make wheelhouse                  # on a machine with internet; PYTHON_VERSION for the node's
+    python -m pip install --no-index --find-links wheelhouse siblings   # on the node
+
+torch and torchvision are left as the node has them (``pip`` sees them satisfied).
 
 For each config it writes a copy named ``gpu-<name>`` with ``device: cuda``, runs it with
 the laptop profile under ``--limit`` seconds of wall time (the rest of the configs share
 what is left), and writes to ``reports/gpu/``:
 
-- ``summary.md``: device, wall time, jobs, per-stage job seconds (Snakemake's benchmark
-  files), and the agreement with the CPU run where ``--cpu-results/<name>`` holds one;
+- ``summary.md``: device, wall time, jobs (and how many a resumed run found done), per-stage
+  job seconds (Snakemake's benchmark files), and the agreement with the CPU run where
+  ``--cpu-results/<name>`` holds one;
 - ``timings.csv``: every job's wall time.
+
+A run cut short by ``--limit`` resumes when started again. ``--no-run`` writes the summary
+from ``results/gpu-*`` as they are: the GPU node rarely holds the CPU run, so copy its
+results back and compare here.
 
 Agreement "within noise": every model's test accuracy within 3 binomial standard errors of
 the CPU run's (and at least 0.5 points), every attack row's success rate within 3 standard
@@ -84,40 +99,70 @@ def disagreements(cpu: Path, gpu: Path) -> list[str]:
     return out
 
 
+def agreement(cpu_dir: Path, gpu_dir: Path) -> list[str]:
+    """The summary's lines on how the GPU run agrees with the CPU run in ``cpu_dir``."""
+    if not (cpu_dir / "models.parquet").exists():
+        return [f"No CPU run in {cpu_dir} to compare with.", ""]
+    if not (gpu_dir / "models.parquet").exists():
+        return ["The GPU run did not reach its tables: nothing to compare.", ""]
+    found = disagreements(cpu_dir, gpu_dir)
+    compared = len(pd.read_parquet(gpu_dir / "models.parquet")), len(
+        pd.read_parquet(gpu_dir / "benchmark.parquet"))
+    return [f"Against the CPU run in `{cpu_dir.relative_to(ROOT) if cpu_dir.is_relative_to(ROOT) else cpu_dir}`"
+            f" ({compared[0]} models, {compared[1]} attack rows): "
+            + ("every accuracy and success rate within noise." if not found else
+               f"{len(found)} outside noise:"), *[f"- {f}" for f in found], ""]
+
+
+def section(name: str, run_name: str, outcome: str, jobs: pd.DataFrame) -> list[str]:
+    """One config's heading and its per-stage job seconds."""
+    stages = jobs.groupby("stage").seconds.agg(["count", "sum", "median"]).round(1)
+    return [f"## {name} as `{run_name}`: {outcome}, {len(jobs)} jobs", "",
+            stages.to_markdown(), ""]
+
+
+def recorded_device() -> str:
+    """The device the gpu-* runs under results/ recorded in their models' rows."""
+    found = {d for p in sorted((ROOT / "results").glob("gpu-*/models.parquet"))
+             for d in pd.read_parquet(p, columns=["device"]).device}
+    return ", ".join(sorted(found)) or "an unknown device"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cpu-results", type=Path, default=ROOT / "results")
     parser.add_argument("--limit", type=float, default=540, help="seconds for all configs")
     parser.add_argument("--cores", type=int, default=16)
+    parser.add_argument("--no-run", action="store_true",
+                        help="only summarise the gpu-* runs already under results/")
     args = parser.parse_args()
     import torch
 
-    if not torch.cuda.is_available():
+    if not args.no_run and not torch.cuda.is_available():
         print("no CUDA device visible to torch: nothing to run")
         return 2
-    device = torch.cuda.get_device_name(0)
     OUT.mkdir(parents=True, exist_ok=True)
     deadline = time.time() + args.limit
+    device = torch.cuda.get_device_name(0) if not args.no_run else recorded_device()
     lines = [f"# GPU run on {device}", ""]
     all_timings = []
     for name in CONFIGS:
-        config = gpu_config(name)
-        run_name = yaml.safe_load(config.read_text())["name"]
-        wall, status = run(config, max(1.0, deadline - time.time()), args.cores)
-        jobs = timings(ROOT / "results" / run_name)
+        run_name = f"gpu-{yaml.safe_load((ROOT / 'config' / name).read_text())['name']}"
+        run_dir = ROOT / "results" / run_name
+        if args.no_run:
+            outcome = "summarised from the results as they are"
+        else:
+            found = len(timings(run_dir))
+            config = gpu_config(name)
+            wall, status = run(config, max(1.0, deadline - time.time()), args.cores)
+            config.unlink()
+            outcome = (("done" if status == 0 else f"exit {status}") + f" in {wall:.0f} s wall"
+                       + (f", resumed with {found} jobs already done" if found else ""))
+        jobs = timings(run_dir)
         all_timings.append(jobs.assign(config=name))
-        lines += [f"## {name} as `{run_name}`: {'done' if status == 0 else f'exit {status}'}"
-                  f" in {wall:.0f} s wall, {len(jobs)} jobs", "",
-                  jobs.groupby("stage").seconds.agg(["count", "sum", "median"]).round(1)
-                  .to_markdown(), ""]
-        cpu_dir = args.cpu_results / run_name.removeprefix("gpu-")
-        if status == 0 and (cpu_dir / "models.parquet").exists():
-            found = disagreements(cpu_dir, ROOT / "results" / run_name)
-            lines += [f"Against the CPU run in {cpu_dir}: "
-                      + ("every accuracy and success rate within noise." if not found else
-                         f"{len(found)} outside noise:"), *[f"- {f}" for f in found], ""]
-        config.unlink()
+        lines += section(name, run_name, outcome, jobs)
+        lines += agreement(args.cpu_results / run_name.removeprefix("gpu-"), run_dir)
         (OUT / "summary.md").write_text("\n".join(lines))  # after each config: a timeout
         pd.concat(all_timings).to_csv(OUT / "timings.csv", index=False)  # keeps the rest
     print("\n".join(lines))

@@ -123,3 +123,28 @@ def test_a_model_that_cannot_adapt_says_why_and_an_unknown_one_lists_close_names
         ARCHITECTURES.get("timm/resnet10x")
     with pytest.raises(UnknownNameError, match="torchvision has no classification model"):
         ARCHITECTURES.get("torchvision/fasterrcnn_resnet50_fpn")
+
+
+def test_a_factory_the_meta_device_cannot_run_is_built_for_real(monkeypatch):
+    """timm 1.0.29's RegNet sized its stages with ``torch.unique`` on a tensor made on the
+    current device, which has no meta kernel: on a GPU node with that timm every RegNetX
+    job failed loading its model. Loading and checking checkpoints then build it for real."""
+    from timm.models import regnet
+
+    from siblings.checkpoints import backbone_shapes
+
+    original = regnet.generate_regnet
+
+    def as_in_timm_1_0_29(*args, **kwargs):
+        torch.unique(torch.arange(3.0))  # no device pinned: meta under torch.device("meta")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(regnet, "generate_regnet", as_in_timm_1_0_29)
+    spec = ModelSpec("regnetx_002", 1, 10, 32, (0.5,), (0.5,), width=0.5)
+    with pytest.raises(NotImplementedError), torch.device("meta"):
+        create_model(spec)
+    loaded = create_model(spec, initialise=False)
+    assert all(p.device.type == "cpu" for p in loaded.parameters())
+    real = {k: tuple(v.shape) for k, v in create_model(spec).backbone.state_dict().items()}
+    assert backbone_shapes(spec) == real
+    assert {k: tuple(v.shape) for k, v in loaded.backbone.state_dict().items()} == real

@@ -15,7 +15,7 @@ import torch
 from siblings.artifacts import load_state, load_tensors, sidecar_path
 from siblings.cards import ModelCard, ModelSpec, card_from
 from siblings.compress import COMPRESSIONS
-from siblings.models import SiblingNet, create_model
+from siblings.models import SiblingNet, create_model, on_meta
 from siblings.train import model_spec
 
 
@@ -66,9 +66,9 @@ class Start:
 
 def backbone_shapes(spec: ModelSpec) -> dict[str, tuple[int, ...]]:
     """Name -> shape of every tensor in the state dict of ``spec``'s backbone, built on the
-    meta device (nothing allocated, nothing downloaded)."""
-    with torch.device("meta"):
-        backbone = create_model(replace(spec, pretrained=False)).backbone
+    meta device where it can be (nothing allocated, nothing downloaded)."""
+    spec = replace(spec, pretrained=False)
+    backbone = on_meta(lambda: create_model(spec).backbone) or create_model(spec).backbone
     return {k: tuple(v.shape) for k, v in backbone.state_dict().items()}
 
 

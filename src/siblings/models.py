@@ -114,6 +114,17 @@ class SiblingNet(nn.Sequential):
         self.add_module("backbone", backbone)
 
 
+def on_meta(build: Callable[[], nn.Module]) -> nn.Module | None:
+    """``build()`` on the meta device, or None where it cannot be built there: a factory may
+    compute its layout with an operator that has no meta kernel (timm 1.0.29's RegNet sized
+    its stages with ``torch.unique``; a GPU node's timm failed every RegNetX job so)."""
+    try:
+        with torch.device("meta"):
+            return build()
+    except Exception:  # noqa: BLE001 - third-party code; the real build raises real errors
+        return None
+
+
 def create_model(spec: ModelSpec, initialise: bool = True) -> SiblingNet:
     """Builds the registered architecture ``spec.arch`` (the timm ``create_model`` pattern).
 
@@ -134,11 +145,9 @@ def create_model(spec: ModelSpec, initialise: bool = True) -> SiblingNet:
                              width=spec.width, pretrained=spec.pretrained,
                              input_size=spec.input_size, **spec.extra)
 
-    if initialise:
-        return SiblingNet(spec, build())
-    with torch.device("meta"):
-        backbone = build()
-    if {name for name, _ in backbone.named_buffers()} - set(backbone.state_dict()):
+    backbone = None if initialise else on_meta(build)
+    if backbone is None or {name for name, _ in backbone.named_buffers()} - set(
+            backbone.state_dict()):
         return SiblingNet(spec, build())
     backbone.to_empty(device="cpu")
     with torch.no_grad():
