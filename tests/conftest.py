@@ -68,7 +68,7 @@ def save_model(path: Path, model: torch.nn.Module, **card: object) -> None:
     from siblings.artifacts import save_tensors
     from siblings.cards import ModelCard
 
-    fields = {"kind": "full", "spec": model.spec, "seed": 0, "test_accuracy": 0.0, "n_test": 0,
+    fields = {"kind": "full", "spec": model.spec, "seed": 0, "n_correct": 0, "n_test": 1,
               "parameters": 0, "seconds": 0.0, "code_version": "test", "device": "cpu"}
     save_tensors(path, model.state_dict(), ModelCard(**{**fields, **card}).to_dict())
 
@@ -92,3 +92,13 @@ def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.Compl
     env = {**os.environ, "PYTHONPATH": str(workdir / "src")}  # the copy's package, not ours
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=workdir,
                           env=env)
+
+
+def readme_example(name: str, language: str) -> str:
+    """The code block after ``<!-- example: name -->`` in the README."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- example: {name} -->\n```{language}\n(.*?)```", readme, re.S)
+    assert match, f"README lost its '{name}' example"
+    return match.group(1)

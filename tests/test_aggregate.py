@@ -118,6 +118,7 @@ def defended_rows() -> tuple[pd.DataFrame, pd.DataFrame, dict]:
                                       ("defended", "u5", 2, 86.0), ("reversed", "u5", 1, 86.0))]))
     models = pd.DataFrame([{"role": "defended", "arch": "a", "compression": "q8", "defense": d,
                             "failed": f, "accuracy_cost": c, "calibration_cost": c - 0.1,
+                            "calibration_lost": round(10 * (c - 0.1)), "n_calibration": 1000,
                             "defense_variant": v, "defense_selected": s}
                            for d, f, c, v, s in (("u0", False, 0.5, "control", None),
                                                  ("u5", True, 2.0, "abs/clean", False))])
@@ -141,13 +142,14 @@ def test_defended_rows_carry_their_control_and_the_undefended_sibling():
 
 
 def test_lam_is_selected_per_sibling_and_variant_on_the_calibration_cost():
-    rows = [("resnet", "abs/ball", 0.3, 0.2), ("resnet", "abs/ball", 1.0, 0.9),
-            ("resnet", "abs/ball", 3.0, 2.5), ("resnet", "sign/ball", 1.0, 1.5),
-            ("vgg", "abs/ball", 1.0, 0.4), ("resnet", "control", 0.0, 0.1)]
+    rows = [("resnet", "abs/ball", 0.3, 2), ("resnet", "abs/ball", 1.0, 10),
+            ("resnet", "abs/ball", 3.0, 25), ("resnet", "sign/ball", 1.0, 15),
+            ("vgg", "abs/ball", 1.0, 4), ("resnet", "control", 0.0, 1)]  # lost of 1,000
     models = pd.DataFrame([{"dataset": "d", "role": "defended", "compression": "q8",
                             "arch": a, "defense_variant": v, "defense_lambda": lam,
-                            "calibration_cost": cost, "defense": f"{v}-{lam}"}
-                           for a, v, lam, cost in rows])
+                            "calibration_lost": lost, "n_calibration": 1000,
+                            "defense": f"{v}-{lam}"}
+                           for a, v, lam, lost in rows])
     models = pd.concat([models, pd.DataFrame([{"dataset": "d", "role": "sibling", "arch": "vgg",
                                                "compression": "q8", "defense": "none"}])])
     defenses = {f"{v}-{lam}": {"tolerance": 1.0} for _, v, lam, _ in rows}

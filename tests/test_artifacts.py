@@ -56,7 +56,7 @@ def stored_model(tmp_path, monkeypatch):
 
     monkeypatch.setenv(RERUN_VARIABLE, "make bench CONFIG=config/smoke.yaml")
     model = create_model(tiny_spec())
-    card = ModelCard(kind="full", spec=model.spec, seed=0, test_accuracy=50.0, n_test=10,
+    card = ModelCard(kind="full", spec=model.spec, seed=0, n_correct=5, n_test=10,
                      parameters=1, seconds=0.0, code_version="x", device="cpu")
     path = tmp_path / "seed0.safetensors"
     save_tensors(path, model.state_dict(), card.to_dict())
@@ -90,10 +90,10 @@ def test_a_truncated_or_foreign_sidecar_is_refused_by_name(stored_model):
     assert refused(stored_model).startswith(f"{sidecar} is corrupted (not valid JSON")
     assert refused(sidecar, read_card).startswith(f"{sidecar} is corrupted (not valid JSON")
     card = json.loads(text)
-    del card["test_accuracy"]
+    del card["n_correct"]
     card["accuracy"] = 50.0
     sidecar.write_text(json.dumps(card))
-    assert (f"{sidecar} is corrupted (not a model card: missing ['test_accuracy'], unknown "
+    assert (f"{sidecar} is corrupted (not a model card: missing ['n_correct'], unknown "
             f"['accuracy'])") in refused(stored_model)
 
 

@@ -26,7 +26,7 @@ def test_the_readme_shows_the_default_runs_claims_block_as_generated():
     readme = (ROOT / "README.md").read_text()
     assert block(readme) == block(summary), (
         "README's claims block differs from reports/default/summary.md: run "
-        "`.venv/bin/python -m siblings.claims reports/default/summary.md README.md`")
+        "`siblings claims reports/default/summary.md --into README.md`")
 
 
 def test_sync_replaces_only_the_block(tmp_path):

@@ -6,11 +6,11 @@ import torch
 from siblings.checkpoints import load_model
 from siblings.compress import COMPRESSIONS, Job, prunable_weights, sparsity
 from siblings.models import count_parameters
-from siblings.config import ConfigError, validate
+from siblings.config import ConfigError, entry, validate
 from siblings.data import Splits
 
 from conftest import save_model, tiny_spec
-from test_config import SCHEMA, smoke
+from test_config import smoke
 from test_quant import load_copy
 
 
@@ -24,8 +24,8 @@ def blob_splits(blobs) -> Splits:
 @pytest.mark.parametrize("amount", [0.5, 0.8])
 def test_pruning_hits_the_requested_sparsity_and_reloads(tmp_path, trained, blobs, amount):
     model = load_copy(trained).to(memory_format=torch.channels_last)  # as `fit` leaves it
-    params = {"method": "prune", "sparsity": amount, "finetune_epochs": 4, "batch_size": 50,
-              "lr": 0.01}
+    params = entry("compressions", {"method": "prune", "sparsity": amount, "finetune_epochs": 4,
+                                    "batch_size": 50, "lr": 0.01})
     method = COMPRESSIONS.get("prune")
     method.prepare(model, params)
     measured = method.fit(model, Job(blob_splits(blobs), params, 0, trained))
@@ -41,6 +41,9 @@ def test_pruning_hits_the_requested_sparsity_and_reloads(tmp_path, trained, blob
 
 
 def compressed(trained, blobs, params: dict) -> tuple[torch.nn.Module, dict]:
+    """``trained`` compressed by the config entry ``params``, completed as the validator
+    completes it for the compress stage."""
+    params = entry("compressions", params)
     model = load_copy(trained)
     method = COMPRESSIONS.get(params["method"])
     method.prepare(model, params)
@@ -61,8 +64,8 @@ def reload(tmp_path, model, params):
 
 
 def test_channel_pruning_removes_parameters_and_reloads(tmp_path, trained, blobs):
-    params = {"method": "channel-prune", "channel_ratio": 0.5, "finetune_epochs": 12,
-              "batch_size": 50, "lr": 0.01}
+    params = entry("compressions", {"method": "channel-prune", "channel_ratio": 0.5,
+                                    "finetune_epochs": 12, "batch_size": 50, "lr": 0.01})
     model, measured = compressed(trained, blobs, params)
     assert measured["parameter_reduction"] >= 0.4
     assert count_parameters(model) <= 0.6 * count_parameters(trained)
@@ -75,8 +78,10 @@ def test_channel_pruning_removes_parameters_and_reloads(tmp_path, trained, blobs
 @pytest.mark.parametrize("student", ["self", "mobilenetv2"])
 def test_distilled_student_learns_from_soft_labels_and_shares_no_weights(tmp_path, trained,
                                                                           blobs, student):
-    params = {"method": "kd", "student": student, "width": 0.1, "width_factor": 0.5,
-              "epochs": 20, "batch_size": 40, "lr": 0.01}
+    params = entry("compressions", {"method": "kd", "student": student, "epochs": 20,
+                                    "batch_size": 40, "lr": 0.01,
+                                    **({"width_factor": 0.5} if student == "self" else
+                                       {"width": 0.1})})
     model, measured = compressed(trained, blobs, params)
     assert measured["student"] == ("resnet18" if student == "self" else student)
     if student == "self":
@@ -119,13 +124,13 @@ def test_bad_compression_parameters_name_the_key(case):
     cfg = copy.deepcopy(smoke())
     cfg["compressions"] = {"bad": entry}
     with pytest.raises(ConfigError, match=rf"compressions\.bad.*{key}"):
-        validate(cfg, SCHEMA)
+        validate(cfg)
 
 
 def test_an_architecture_pytorch_cannot_convert_to_int8_is_flagged_not_dropped(
         trained, blobs, monkeypatch):
     model = load_copy(trained)
-    params = {"method": "ptq", "weight_bits": 8, "act_bits": 8}
+    params = entry("compressions", {"method": "ptq", "weight_bits": 8, "act_bits": 8})
     method = COMPRESSIONS.get("ptq")
     method.prepare(model, params)
     method.fit(model, Job(blob_splits(blobs), params, 0, trained))

@@ -1,6 +1,7 @@
 """The conventions Snakemake users expect of a published workflow: a clean `snakemake --lint`,
-snakefmt-formatted rules, every config key documented in config/README.md, a workflow
-catalog file that names what exists, and the SLURM profile used as a workflow profile."""
+snakefmt-formatted rules, a workflow catalog file that names what exists, and the SLURM
+profile used as a workflow profile. (Every config key is documented by generation:
+tests/test_config.py.)"""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import yaml
 from conftest import ROOT
 
 BIN = Path(sys.executable).parent  # this venv's snakemake and snakefmt
-SCHEMA = ROOT / "workflow/schemas/config.schema.yaml"
 CONFIG_README = ROOT / "config/README.md"
 CATALOG = ROOT / ".snakemake-workflow-catalog.yml"
 
@@ -42,60 +42,6 @@ def test_the_snakefile_and_the_rules_are_snakefmt_formatted():
     check = run(str(snakefmt), "--check", "workflow/Snakefile", "workflow/rules/")
     assert check.returncode == 0, (
         "run `snakefmt workflow/Snakefile workflow/rules/`:\n" + check.stdout + check.stderr)
-
-
-def schema_keys(node: dict, definitions: dict, path: tuple[str, ...] = ()):
-    """(path, key) of every key a config can hold, walking nested `properties`, maps
-    (`additionalProperties`: one entry per id, shown as `*`) and `$ref`/`oneOf` branches."""
-    if "$ref" in node:
-        node = {**definitions[node["$ref"].rsplit("/", 1)[-1]], **node}
-        del node["$ref"]
-    for branch in node.get("oneOf", []):
-        yield from schema_keys(branch, definitions, path)
-    for key, child in node.get("properties", {}).items():
-        yield path, key
-        yield from schema_keys(child, definitions, (*path, key))
-    if isinstance(node.get("additionalProperties"), dict):
-        yield from schema_keys(node["additionalProperties"], definitions, (*path, "*"))
-
-
-def key_sections() -> dict[str, str]:
-    """The text of each top-level bullet (its nested bullets included) under '## Keys'."""
-    text = CONFIG_README.read_text()
-    keys = text.split("\n## Keys\n", 1)[1].split("\n## ", 1)[0]
-    parts = re.split(r"^- `([A-Za-z_]+)`:", keys, flags=re.M)
-    return dict(zip(parts[1::2], parts[2::2]))
-
-
-def backticked_words(text: str) -> set[str]:
-    """Every word inside a `code span`: `calib_size`, `{cpu: 100, cuda: 1000}`..."""
-    return {w for span in re.findall(r"`([^`]+)`", text)
-            for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", span)}
-
-
-def test_every_config_key_is_documented_in_config_readme():
-    schema = yaml.safe_load(SCHEMA.read_text())
-    sections = key_sections()
-    top = list(schema["properties"])
-    assert not (missing := [k for k in top if k not in sections]), (
-        f"config/README.md '## Keys' has no bullet '- `key`:' for {missing}")
-    assert not (stale := [k for k in sections if k not in top]), (
-        f"config/README.md documents keys the schema does not have: {stale}")
-    undocumented = [
-        ".".join((*path, key))
-        for path, key in schema_keys(schema, schema.get("definitions", {}))
-        if path and key not in backticked_words(sections[path[0]])
-    ]
-    assert not undocumented, (
-        "config/README.md does not name these keys in backticks within their top-level "
-        f"key's bullet: {undocumented}")
-
-
-def test_the_key_check_would_catch_a_missing_key():
-    schema = {"properties": {"train": {"properties": {"epochs": {}, "warmup": {}}}}}
-    documented = backticked_words(key_sections()["train"])
-    keys = [key for _, key in schema_keys(schema, {}) if key != "train"]
-    assert [k for k in keys if k not in documented] == ["warmup"]
 
 
 def test_the_workflow_catalog_file_names_what_exists():

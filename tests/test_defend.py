@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 import torch
@@ -7,6 +8,7 @@ import yaml
 from siblings.artifacts import sidecar_path
 from siblings.cards import read_card
 from siblings.compress import sparsity
+from siblings.config import ConfigError, entry
 from siblings.defend import (FORMS, POINTS, DefenseJob, mean_cosine, selected_lam, unpair,
                              variant_name, variant_settings)
 from siblings.stages.defend import run
@@ -30,7 +32,7 @@ def defended(trained, blobs, sibling_params: dict, **overrides) -> tuple[torch.n
     return sibling, measured, before
 
 
-PTQ = {"method": "ptq", "weight_bits": 8, "act_bits": 8}
+PTQ = entry("compressions", {"method": "ptq", "weight_bits": 8, "act_bits": 8})
 
 
 def test_the_penalty_reaches_quantized_weights_through_double_backprop(trained, blobs):
@@ -84,7 +86,7 @@ def test_the_stage_flags_a_sibling_that_lost_too_much_accuracy(tmp_path, trained
     save_model(full, trained)
     # The sidecar claims a perfect sibling, so any accuracy below 100% is a cost.
     save_model(sib, sibling, kind="sibling", spec=trained.spec, compression=PTQ,
-               compression_id="ptq-w8a8", family="quantization", test_accuracy=100.0)
+               compression_id="ptq-w8a8", family="quantization", n_correct=50, n_test=50)
     out = tmp_path / "def.safetensors"
     run(data_artifact, str(full), str(sib), str(out), "unpair-l5",
         {**DEFENSE, "epochs": 1, "lam": 50.0, "lr": 0.05, "tolerance": tolerance}, 0, "t")
@@ -96,11 +98,14 @@ def test_the_stage_flags_a_sibling_that_lost_too_much_accuracy(tmp_path, trained
     assert card.product["runtime"].startswith("int8")  # deployable as before
 
 
-def test_the_schema_offers_exactly_the_registered_forms_and_points():
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    keys = schema["properties"]["defenses"]["additionalProperties"]["properties"]
-    assert sorted(keys["form"]["enum"]) == sorted(FORMS.names())
-    assert sorted(keys["points"]["enum"]) == sorted(POINTS.names())
+@pytest.mark.parametrize("key, registry", [("form", FORMS), ("points", POINTS)])
+def test_a_config_offers_exactly_the_registered_forms_and_points(key, registry):
+    defense = {"method": "unpair", "lam": 1.0, "siblings": ["ptq-w8a8"]}
+    for name in registry.names():
+        assert entry("defenses", {**defense, key: name})[key] == name
+    with pytest.raises(ConfigError, match=rf"defenses\.entry\.{key}': 'nope' is not one of "
+                                          rf"{re.escape(str(registry.names()))}"):
+        entry("defenses", {**defense, key: "nope"})
 
 
 @pytest.mark.parametrize("where", ["clean", "ball", "pgd"])
@@ -168,13 +173,21 @@ def test_each_variant_fine_tunes_and_keeps_pruned_weights_zero(trained, blobs, p
     assert all(torch.isfinite(torch.tensor(v)) for v in last.values())
 
 
-@pytest.mark.parametrize("costs, chosen", [
-    ({0.0: 0.1, 0.3: 0.2, 1.0: 0.9, 3.0: 2.5}, 1.0),   # the largest within tolerance
-    ({1.0: 1.5, 3.0: 0.5}, 3.0),                        # not monotone: still the largest within
-    ({0.0: 0.0, 1.0: 1.01}, None),                      # none within; the control never counts
+@pytest.mark.parametrize("lost, chosen", [
+    ({0.0: 1, 0.3: 2, 1.0: 9, 3.0: 25}, 1.0),   # the largest within tolerance (of 1,000 images)
+    ({1.0: 15, 3.0: 5}, 3.0),                   # not monotone: still the largest within
+    ({0.0: 0, 1.0: 11}, None),                  # none within; the control never counts
+    ({0.3: 10, 1.0: 11}, 0.3),                  # exactly the tolerance is within it
 ])
-def test_lam_is_the_largest_within_tolerance_on_the_calibration_split(costs, chosen):
-    assert selected_lam(costs, tolerance=1.0) == chosen
+def test_lam_is_the_largest_within_tolerance_on_the_calibration_split(lost, chosen):
+    assert selected_lam({lam: (k, 1000) for lam, k in lost.items()}, tolerance=1.0) == chosen
+
+
+def test_a_tolerance_is_compared_on_the_counts_not_on_float_percentages():
+    """535 and 515 of 1,000 right: float32 percentages (53.500003 - 51.499999 = 2.000004)
+    exceeded a tolerance of 2.0 points and failed a control that lost exactly 2.0."""
+    assert selected_lam({1.0: (535 - 515, 1000)}, tolerance=2.0) == 1.0
+    assert selected_lam({1.0: (535 - 514, 1000)}, tolerance=2.0) is None
 
 
 def test_a_variant_is_named_by_its_key_or_its_form_and_points():

@@ -74,10 +74,10 @@ def test_comment_and_docstring_edits_change_no_fingerprint(tree):
 
 def test_editing_one_attack_changes_only_its_jobs(tree):
     before = hashes(tree)
-    edit_line(tree / "attacks/query.py", "p_init: float = 0.05", "p_init: float = 0.06")
+    edit_line(tree / "attacks/query.py", "p_init: float = knob(0.05,", "p_init: float = knob(0.06,")
     assert changed(before, hashes(tree)) == {"attack square"}
     # RGF is P-RGF without a prior (a subclass): a P-RGF edit is an RGF edit too
-    edit_line(tree / "attacks/query.py", "norm_probes: int = 10", "norm_probes: int = 11")
+    edit_line(tree / "attacks/query.py", "norm_probes: int = knob(10,", "norm_probes: int = knob(11,")
     assert changed(before, hashes(tree)) == {"attack square", "attack prgf", "attack rgf"}
 
 

@@ -12,13 +12,13 @@ from siblings.inputs import check_inputs
 from siblings.cards import ModelSpec
 from siblings.models import create_model
 
-from test_config import SCHEMA, smoke
+from test_config import smoke
 
 
 def with_weights(tmp_path, value: str, arch: str = "resnet18", width: float = 0.25) -> dict:
     cfg = smoke()
     cfg["archs"] = {arch: {"width": width, "weights": {"full": value}}}
-    return validate(cfg, SCHEMA)
+    return validate(cfg)
 
 
 def backbone_file(tmp_path, width: float = 0.25, classes: int = 10) -> str:
@@ -32,19 +32,31 @@ def test_a_missing_dataset_root_names_the_key_and_the_path(tmp_path):
     cfg = smoke()
     cfg["dataset"]["root"] = str(tmp_path / "nowhere")
     with pytest.raises(ConfigError, match=rf"dataset\.root.*{tmp_path / 'nowhere'}"):
-        check_inputs(validate(cfg, SCHEMA))
+        check_inputs(validate(cfg))
 
 
 def test_an_image_folder_needs_train_and_val_with_the_same_classes(tmp_path):
+    from PIL import Image
+
     cfg = smoke()
-    cfg["dataset"] = {"name": "imagefolder", "root": str(tmp_path), "image_size": 64}
+    cfg["dataset"] = {"name": "imagefolder", "root": str(tmp_path), "image_size": 64,
+                      "calib_size": 10}
+    cfg["compressions"]["ptq-w8a8"]["calib_size"] = 10
     with pytest.raises(ConfigError, match="dataset 'imagefolder' not found"):
-        check_inputs(validate(cfg, SCHEMA))
+        check_inputs(validate(cfg))
     for part in ("train", "val"):
         for c in ("cat", "dog", "emu"):
             (tmp_path / part / c).mkdir(parents=True)
-    shape = check_inputs(validate(cfg, SCHEMA))
-    assert (shape.channels, shape.classes, shape.side) == (3, 3, 64)
+    with pytest.raises(ConfigError, match="'dataset.calib_size': 10 leaves no training "
+                                          "images; the train part holds 0"):
+        check_inputs(validate(cfg))  # class folders without images
+    for part, n in (("train", 20), ("val", 20)):
+        for c in ("cat", "dog", "emu"):
+            for i in range(n):
+                Image.new("RGB", (8, 8)).save(tmp_path / part / c / f"{i}.png")
+    shape = check_inputs(validate(cfg))
+    assert (shape.channels, shape.classes, shape.side, shape.train, shape.test) == (3, 3, 64,
+                                                                                   60, 60)
 
 
 def test_a_fitting_checkpoint_passes_and_loads_exactly(tmp_path):
@@ -124,7 +136,7 @@ def test_a_model_named_by_config_that_cannot_adapt_stops_the_run_before_any_job(
     cfg["compressions"]["kd-googlenet"] = {"method": "kd", "student": "torchvision/googlenet",
                                            "epochs": 1}
     with pytest.raises(ConfigError) as err:
-        check_inputs(validate(cfg, SCHEMA))
+        check_inputs(validate(cfg))
     assert str(err.value) == (
         "invalid config:\n  config key 'archs.torchvision/vit_b_16': torchvision/vit_b_16 "
         "cannot adapt to the dataset (1 channels, 10 classes, 32 px): AssertionError: Wrong "
@@ -138,4 +150,4 @@ def test_an_unknown_named_model_is_refused_at_validation():
     cfg["archs"] = {"timm/resnet10x": {}}
     with pytest.raises(ConfigError, match=r"config key 'archs.timm/resnet10x': timm has no model "
                                           r"'resnet10x'; close: resnet10t"):
-        validate(cfg, SCHEMA)
+        validate(cfg)

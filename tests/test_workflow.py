@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,7 +20,9 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, project_copy, snakemake
+from conftest import ROOT, project_copy, readme_example, snakemake
+from siblings.plan import Plan
+from siblings.roles import ADAPTIVE_ROLES, DEFENDED_ROLES
 
 
 def torch_cuda() -> bool:
@@ -36,53 +39,24 @@ EXPECTED_TYPES = {
 }
 
 
-ADAPTIVE_ROLES = ("reversed", "extracted", "averaged")
-DEFENDED_ROLES = ("defended", *ADAPTIVE_ROLES)
+def smoke_plan(work: Path, config: str = "config/smoke.yaml") -> Plan:
+    return Plan(yaml.safe_load((work / config).read_text()))
 
 
-def role_count(cfg: dict, params: dict, role: str, arch: str) -> int:
-    """How many sources ``role`` attacks ``arch`` from, re-derived from the config alone."""
-    if role == "sibling":
-        return len(params.get("siblings", cfg["compressions"]))
-    if role not in DEFENDED_ROLES:
-        return 1
-    n, undefended = 0, set()
-    for did in params.get("defenses", list(cfg.get("defenses", {}))):
-        d = cfg["defenses"][did]
-        adaptive_ok = (d["lam"] > 0 and d.get("adaptive", True)
-                       and (role != "reversed" or d.get("form") == "cosine"))
-        extracted = cfg.get("extract", {}).get("siblings", d["siblings"])
-        if arch in d.get("archs", cfg["archs"]) and (role == "defended" or adaptive_ok):
-            chosen = [c for c in d["siblings"] if c in params.get("siblings", d["siblings"])
-                      and (role != "extracted" or c in extracted)]
-            n += len(chosen)
-            undefended |= set(chosen)
-    # an adaptive attacker also attacks from each undefended sibling: its reference
-    return n + (len(undefended) if role in ADAPTIVE_ROLES else 0)
+def planned_rows(plan: Plan) -> dict[str, int]:
+    """Benchmark rows per source role the plan promises: one per source and eps of every
+    attack job (tests/test_plan.py checks the plan itself)."""
+    rows: Counter = Counter()
+    for arch in plan.archs:
+        for attack in plan.attacks:
+            for role in plan.attack_roles(attack):
+                rows[role] += (len(plan.role_sources(arch, attack, role))
+                               * len(plan.config["attacks"][attack]["eps"]))
+    return {role: n for role, n in rows.items() if n}
 
 
-def attack_sources(cfg: dict) -> list[tuple[str, str, str, int]]:
-    """(attack, role, arch, number of sources) for every attack job: one per role that has
-    a source."""
-    out = []
-    for aid, params in cfg["attacks"].items():
-        roles = (["none"] if params["method"] in ("rgf", "square")
-                 else params.get("roles", cfg.get("source_roles", ["sibling", "independent", "whitebox"])))
-        out += [(aid, role, arch, n) for role in roles for arch in cfg["archs"]
-                if (n := role_count(cfg, params, role, arch))]
-    return out
-
-
-def expected_rows(cfg: dict) -> dict[str, int]:
-    """Rows per source role: every attack x role x source x eps."""
-    rows: dict[str, int] = {}
-    for aid, role, _, n in attack_sources(cfg):
-        rows[role] = rows.get(role, 0) + n * len(cfg["attacks"][aid]["eps"])
-    return rows
-
-
-def expected_attack_jobs(cfg: dict) -> int:
-    return len(attack_sources(cfg))
+def attack_jobs_of(plan: Plan, attack: str) -> int:
+    return sum(f"/{attack}/" in table for table in plan.attack_tables)
 
 
 def planned_jobs(result) -> dict[str, int]:
@@ -95,18 +69,10 @@ def planned_jobs(result) -> dict[str, int]:
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
-def readme_example(name: str, language: str) -> str:
-    """The code block after ``<!-- example: name -->`` in the README."""
-    readme = (ROOT / "README.md").read_text()
-    match = re.search(rf"<!-- example: {name} -->\n```{language}\n(.*?)```", readme, re.S)
-    assert match, f"README lost its '{name}' example"
-    return match.group(1)
-
-
 def add_readme_compression(work: Path) -> None:
     """Applies the README's worked example (a user's own compression) to a project copy."""
-    with open(work / "src/siblings/compress.py", "a") as f:
-        f.write("\n\n" + readme_example("compression", "python"))
+    (work / "src/siblings/extensions/fp16.py").write_text(readme_example("compression",
+                                                                          "python"))
     cfg = yaml.safe_load((work / "config/smoke.yaml").read_text())
     cfg["compressions"].update(yaml.safe_load(readme_example("compression-config", "yaml")))
     (work / "config/smoke.yaml").write_text(yaml.safe_dump(cfg))
@@ -114,14 +80,20 @@ def add_readme_compression(work: Path) -> None:
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
-    """The smoke workflow, with the README's example compression added as a user would."""
+    """The smoke workflow, with the README's example compression added as a user would; the
+    example is registered in this process too, so the plans tests make here include it."""
+    from siblings.compress import COMPRESSIONS
+
     work = project_copy(tmp_path_factory.mktemp("project"))
     add_readme_compression(work)
     start = time.time()
     result = snakemake(work, "--configfile", "config/smoke.yaml")
     (work / "smoke_seconds").write_text(f"{time.time() - start:.0f}")
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
-    return work
+    exec(compile((work / "src/siblings/extensions/fp16.py").read_text(), "fp16.py", "exec",
+                 dont_inherit=True), {"__name__": "fp16"})
+    yield work
+    COMPRESSIONS._items.pop("fp16")
 
 
 def test_smoke_produces_typed_parquet_and_report(smoke_run):
@@ -130,7 +102,7 @@ def test_smoke_produces_typed_parquet_and_report(smoke_run):
     assert {col: str(schema.field(col).type) for col in EXPECTED_TYPES} == EXPECTED_TYPES
     df = pd.read_parquet(path)
     cfg = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
-    assert df.source_role.value_counts().to_dict() == expected_rows(cfg)
+    assert df.source_role.value_counts().to_dict() == planned_rows(smoke_plan(smoke_run))
     assert (df[~df.source_role.isin(DEFENDED_ROLES)].defense == "none").all()
     assert df.success_rate.between(0, 1).all()
     assert df.config_hash.nunique() == 1
@@ -223,6 +195,20 @@ def test_smoke_measures_every_compression_family_as_a_product(smoke_run):
     assert bench[bench.source_role != "sibling"].source_size_bytes.isna().all()
 
 
+SETUP_FILES = ("Makefile", "pyproject.toml", "constraints.txt")  # what `make setup` reads
+
+
+def with_make(work: Path, target: str) -> None:
+    """What `make` reads, copied into ``work`` with its times (make compares them with the
+    venv's stamp); skips where `make setup` has not installed this venv."""
+    stamp = VENV / ".installed"
+    if not stamp.exists() or any(stamp.stat().st_mtime < (ROOT / name).stat().st_mtime
+                                 for name in SETUP_FILES[1:]):
+        pytest.skip(f"`make setup` has not installed this venv: `make {target}` would install")
+    for name in SETUP_FILES:
+        shutil.copy2(ROOT / name, work / name)
+
+
 def same_runs(first: Path, second: Path) -> list[str]:
     """Where two smoke runs differ: every result table value for value (wall-clock columns
     aside), and every tensor of every weight and data file exactly."""
@@ -303,13 +289,9 @@ def test_a_run_killed_at_five_points_resumes_with_its_own_command_to_the_same_nu
     aggregate and resumed each time with `make bench CONFIG=config/smoke.yaml`, must equal
     the first, uninterrupted run in every table and weight: resumption and determinism in
     one run (a separate uninterrupted second run cost the suite two more minutes)."""
-    stamp = VENV / ".installed"
-    if not stamp.exists() or stamp.stat().st_mtime < (ROOT / "pyproject.toml").stat().st_mtime:
-        pytest.skip("`make setup` has not installed this venv: `make bench` here would install")
     work = project_copy(tmp_path)
     add_readme_compression(work)
-    for name in ("Makefile", "pyproject.toml"):  # copy2 keeps the time `make` compares
-        shutil.copy2(ROOT / name, work / name)
+    with_make(work, "bench")
     log_path = tmp_path / "runs.log"
     with open(log_path, "w") as log:
         for point in KILL_POINTS:
@@ -348,7 +330,7 @@ def test_attack_parameter_change_reruns_only_attack_and_downstream(smoke_run):
     (smoke_run / "config/edited.yaml").write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs(snakemake(smoke_run, "-n", "--configfile", "config/edited.yaml"))
     assert set(jobs) == {"attack", "aggregate", "report", "all"}
-    assert jobs["attack"] == sum(1 for a, *_ in attack_sources(cfg) if a == "pgd")
+    assert jobs["attack"] == attack_jobs_of(Plan(cfg), "pgd")
 
 
 @contextmanager
@@ -392,8 +374,7 @@ def test_adding_a_compression_method_plans_only_its_jobs(smoke_run):
 
 
 def test_editing_one_attack_plans_only_its_jobs(smoke_run):
-    cfg = yaml.safe_load((smoke_run / "config/smoke.yaml").read_text())
-    pgd_jobs = sum(1 for a, *_ in attack_sources(cfg) if a == "pgd")
+    pgd_jobs = attack_jobs_of(smoke_plan(smoke_run), "pgd")
     with edited(smoke_run, "src/siblings/attacks/transfer.py",
                 '"""Projected gradient descent (Madry et al., 2018)."""',
                 '"""Projected gradient descent (Madry et al., 2018)."""\n\n    edited = True'):
@@ -432,10 +413,15 @@ def test_a_corrupted_input_stops_its_job_naming_the_file_and_the_command(smoke_r
     assert "Traceback" not in output
 
 
-# Through Snakemake, before any job: one schema/name refusal (test_config.py checks every
-# such refusal in-process) and each of the planner's checks of what the config points at.
+# Through Snakemake, before any job: one refusal of the validation (test_config.py checks
+# every such refusal in-process), one size the dataset cannot supply, and each of the
+# planner's checks of what the config points at.
 BAD_CONFIGS = {
-    "unknown arch": ({"archs": {"resnet9000": {}}}, "unknown architecture 'resnet9000'; allowed:"),
+    "misspelt knob": ({"attacks": {"pgd": {"method": "pgd", "eps": [0.1], "stpes": 3}}},
+                      "config key 'attacks.pgd.stpes': attack method 'pgd' takes no knob "
+                      "'stpes' (did you mean 'steps'?)"),
+    "too many images": ({"similarity": {"n_examples": 600}},
+                        "config key 'similarity.n_examples': 600 exceeds the 500 test images"),
     "dataset root": ({"dataset": {"name": "fashion-mnist", "root": "/nonexistent/fmnist"}},
                      "config key 'dataset.root': /nonexistent/fmnist is not a folder"),
     "pickle checkpoint": ({"archs": {"resnet18": {"width": 0.25,
@@ -458,6 +444,7 @@ def test_bad_config_fails_before_any_job(tmp_path, case):
     result = snakemake(work, "--configfile", "config/bad.yaml")
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and 'File "' not in result.stderr  # the key alone
     assert not (work / "results").exists()
 
 
@@ -510,9 +497,6 @@ def planned_pairs(result, rule: str) -> set[tuple[str, str]]:
 @pytest.mark.parametrize("name", ["full", "cifar10", "imagenet", "zoo"])
 def test_paper_scale_configs_plan_nineteen_architectures_quickly_and_only_supported_pairs(
         tmp_path, name):
-    from siblings.config import validate
-    from siblings.support import Support
-
     work = project_copy(tmp_path)
     cfg = yaml.safe_load((work / f"config/{name}.yaml").read_text())
     if cfg["dataset"]["name"] != "fashion-mnist":
@@ -522,14 +506,12 @@ def test_paper_scale_configs_plan_nineteen_architectures_quickly_and_only_suppor
     result = snakemake(work, "-n", "--configfile", "config/planned.yaml")
     seconds = time.time() - start
     jobs = planned_jobs(result)
+    plan = Plan(cfg)
+    assert jobs == Counter(job.rule for job in plan.jobs())  # the rules wire the plan as is
     assert len(cfg["archs"]) == 19 and jobs["train"] == 2 * 19 and jobs["similarity"] == 19
-    assert jobs["attack"] == expected_attack_jobs(cfg)
-    support = Support(validate(cfg, ROOT / "workflow/schemas/config.schema.yaml"))
     compressed = planned_pairs(result, "compress")
     assert len(compressed) == jobs["compress"]
-    assert all(support.ok(arch, "compression", c) for arch, c in compressed)
-    assert jobs["compress"] == sum(support.ok(a, "compression", c) for a in cfg["archs"]
-                                   for c in cfg["compressions"])
+    assert all(plan.support.ok(arch, "compression", c) for arch, c in compressed)
     assert seconds < 10, f"planning {name} took {seconds:.1f} s"
 
 
@@ -574,11 +556,7 @@ def test_make_report_renders_every_figure_in_a_browser(smoke_run, tmp_path):
         pytest.skip("no chromium: `make test` installs Debian's chromium where it runs as "
                     "root with apt; here it could not")
     pytest.importorskip("playwright", reason="playwright is in the test extra: `make setup`")
-    stamp = VENV / ".installed"
-    if not stamp.exists() or stamp.stat().st_mtime < (ROOT / "pyproject.toml").stat().st_mtime:
-        pytest.skip("`make setup` has not installed this venv: `make report` here would install")
-    for name in ("Makefile", "pyproject.toml"):
-        shutil.copy2(ROOT / name, smoke_run / name)
+    with_make(smoke_run, "report")
     made = subprocess.run(["make", "report", "CONFIG=config/smoke.yaml"], cwd=smoke_run,
                           env=run_env(smoke_run), capture_output=True, text=True, timeout=300)
     assert made.returncode == 0, (made.stdout + made.stderr)[-3000:]

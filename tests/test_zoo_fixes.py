@@ -8,6 +8,7 @@ from torch import nn
 
 from siblings.checkpoints import load_model
 from siblings.compress import COMPRESSIONS, Job
+from siblings.config import entry
 from siblings.data import Splits
 from siblings.gradients import _HardSigmoid, input_gradient, twice_differentiable
 from siblings.cards import ModelSpec
@@ -63,7 +64,7 @@ def test_bias_correction_and_range_search_run_on_tokens_and_timm_classifiers(
         arch, range_search, noise_splits):
     full = small(arch, 0.25)
     model = copy.deepcopy(full)
-    params = {**PTQ4, "range_search": range_search}
+    params = entry("compressions", {**PTQ4, "range_search": range_search})
     method = COMPRESSIONS.get("ptq")
     method.prepare(model, params)
     method.fit(model, Job(noise_splits, params, 0, full))
@@ -116,8 +117,8 @@ def test_a_pruned_sibling_whose_shapes_depend_on_its_weights_reloads_exactly(tmp
 def test_distillation_into_a_narrower_copy_of_a_formerly_fixed_width_net(arch, noise_splits):
     full = small(arch, 1.0)
     model = copy.deepcopy(full)
-    params = {"method": "kd", "student": "self", "width_factor": 0.5, "epochs": 0.1,
-              "batch_size": 16}
+    params = entry("compressions", {"method": "kd", "student": "self", "width_factor": 0.5,
+                                    "epochs": 0.1, "batch_size": 16})
     method = COMPRESSIONS.get("kd")
     method.prepare(model, params)
     method.fit(model, Job(noise_splits, params, 0, full))

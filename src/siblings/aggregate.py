@@ -13,6 +13,7 @@ import pyarrow as pa
 
 from siblings.cards import ModelCard
 from siblings.defend import selected_lam, variant_name
+from siblings.engine import percent
 from siblings.intervals import RESAMPLES, percentile_interval, resamples, wilson
 from siblings.schema import Column, TableSchema
 
@@ -116,7 +117,7 @@ SIMILARITY = TableSchema("similarity", 1, (
     _text("similarity_device", NAME, "the device the similarity job computed on"),
     DATASET, *STAMP))
 
-MODELS = TableSchema("models", 2, (
+MODELS = TableSchema("models", 3, (
     "One row per model the run made or loaded: the full models, their independent twins, "
     "the siblings, the defended siblings and the adaptive attacker's extracted surrogates; "
     "what each is, how accurate, and what it costs as a deployed product."), (
@@ -135,8 +136,10 @@ MODELS = TableSchema("models", 2, (
     _count("seed", "seed", "the seed of the stage that made the model (training, "
                            "compressing, defending, distilling)"),
     _count("parameters", "parameters", "parameter count of the stored model"),
-    _number("test_accuracy", PERCENT, "top-1 accuracy of the stored model on the `n_test` test "
-                                      "images (not as deployed: see deployed_accuracy)"),
+    _count("n_correct", "images", "test images the stored model labels right, of `n_test` "
+                                  "(not as deployed: see deployed_accuracy)"),
+    _number("test_accuracy", PERCENT, "top-1 accuracy of the stored model: 100 * n_correct / "
+                                      "n_test"),
     _number("agreement_with_full", PERCENT, "share of the test images labelled as the full "
                                             "model labels them; null for full, independent "
                                             "and extracted models"),
@@ -149,21 +152,27 @@ MODELS = TableSchema("models", 2, (
     _number("defense_lambda", "penalty weight", "the defense's `lam`, the weight of the "
                                                 "gradient-similarity penalty (0: the "
                                                 "fine-tuning-only control); defended only"),
-    _number("accuracy_cost", POINTS, "test-accuracy points lost against the parent: a "
-                                     "defended sibling against its sibling, an extracted "
-                                     "surrogate against the model it copies; negative: gained"),
+    _number("accuracy_cost", POINTS, "test-accuracy points lost against the parent (from the "
+                                     "two n_correct): a defended sibling against its sibling, "
+                                     "an extracted surrogate against the model it copies; "
+                                     "negative: gained"),
     _flag("failed", "a defended sibling that lost more than the defense's `tolerance` "
                     "points, or a surrogate whose calibration accuracy did not come within "
                     "`within` points of its victim's; null for other models"),
-    _number("calibration_cost", POINTS, "calibration-split accuracy points a defended sibling "
-                                        "lost against its sibling: what lam is chosen on; "
-                                        "defended only"),
+    _count("calibration_lost", "images", "calibration images a defended sibling labels right "
+                                         "fewer than its sibling: what lam is chosen on; "
+                                         "defended only"),
+    _count("n_calibration", "images", "the calibration images it was measured on; defended "
+                                      "only"),
+    _number("calibration_cost", POINTS, "100 * calibration_lost / n_calibration; defended "
+                                        "only"),
     _text("defense_variant", NAME, "the penalty a defended sibling was trained with (the "
                                    "defense's `variant`, by default form/points), control "
                                    "for a lam = 0 control; defended only"),
     _flag("defense_selected", "the lam the selection rule picks for this sibling and "
                               "variant: the largest whose calibration_cost is within the "
-                              "defense's tolerance; null for lam = 0 and other models"),
+                              "defense's tolerance (compared on the counts); null for lam = 0 "
+                              "and other models"),
     _number("similarity_before", COSINE, "mean input-gradient cosine with the full model on "
                                          "500 held-out calibration images before the "
                                          "defense; defended only"),
@@ -634,10 +643,18 @@ def with_selection(models: pd.DataFrame, defenses: dict) -> pd.DataFrame:
     rows = out[(out.role == "defended") & (out.defense_lambda > 0)]
     for _, group in rows.groupby(["dataset", "arch", "compression", "defense_variant"]):
         tolerance = defenses[group.defense.iloc[0]]["tolerance"]
-        chosen = selected_lam(dict(zip(group.defense_lambda, group.calibration_cost)),
-                              tolerance)
+        chosen = selected_lam({lam: (int(lost), int(n)) for lam, lost, n in zip(
+            group.defense_lambda, group.calibration_lost, group.n_calibration)}, tolerance)
         out.loc[group.index, "defense_selected"] = group.defense_lambda == chosen
     return out
+
+
+def _calibration(card: ModelCard) -> dict:
+    """A defended sibling's calibration-split loss, as counts and in points."""
+    if card.kind != "defended":
+        return {"calibration_lost": None, "n_calibration": None, "calibration_cost": np.nan}
+    lost, n = card.measured["calibration_lost"], card.measured["calibration_images"]
+    return {"calibration_lost": lost, "n_calibration": n, "calibration_cost": percent(lost, n)}
 
 
 def model_row(card: ModelCard, role: str, dataset: str) -> dict:
@@ -649,15 +666,15 @@ def model_row(card: ModelCard, role: str, dataset: str) -> dict:
         "compression": card.compression_id or "none",
         "compression_family": card.family or "none",
         "width": float(card.spec.width), "seed": card.seed,
-        "parameters": card.parameters, "test_accuracy": card.test_accuracy,
+        "parameters": card.parameters, "n_correct": card.n_correct,
+        "test_accuracy": card.test_accuracy,
         "agreement_with_full": _or_nan(card.agreement_with_full),
         "sparsity": measured.get("sparsity", np.nan),
         "parameter_reduction": measured.get("parameter_reduction", np.nan),
         "defense": card.defense_id or "none",
         "defense_lambda": (card.defense or {}).get("lam", np.nan),
         "accuracy_cost": _or_nan(card.accuracy_cost), "failed": card.failed,
-        "calibration_cost": measured.get("calibration_cost", np.nan) if card.kind == "defended"
-        else np.nan,
+        **_calibration(card),
         "defense_variant": _variant(card.defense) if card.kind == "defended" else None,
         "similarity_before": measured.get("similarity_before", np.nan),
         "similarity_after": measured.get("similarity_after", np.nan),

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from siblings.artifacts import CHECKSUM_KEY, CorruptArtifactError, read_json
+from siblings.engine import percent
 
 KINDS = ("full", "sibling", "defended", "extracted")
 
@@ -44,10 +45,11 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class Parent:
-    """The model this one was made from, as it was when it was used."""
+    """The model this one was made from, as it was when it was used: its path, how many of
+    the same test images it labelled right, and its code fingerprint."""
 
     path: str
-    test_accuracy: float
+    n_correct: int
     code_version: str
 
 
@@ -64,7 +66,7 @@ class ModelCard:
     kind: str
     spec: ModelSpec
     seed: int
-    test_accuracy: float  # %, on the n_test test images, as stored (not as deployed)
+    n_correct: int  # test images it labels right, as stored (not as deployed)
     n_test: int
     parameters: int
     seconds: float  # the stage's own work: training, compressing, defending, distilling
@@ -81,13 +83,18 @@ class ModelCard:
     defense_id: str | None = None
     defense: dict[str, Any] | None = None
     agreement_with_full: float | None = None  # % of test images labelled as the full model does
-    accuracy_cost: float | None = None  # points lost against the parent
+    accuracy_cost: float | None = None  # points lost against the parent (defended, extracted)
     failed: bool | None = None  # a defense or extraction that missed its accuracy goal
     measured: dict[str, Any] = field(default_factory=dict)  # the stage's own readings
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind '{self.kind}' is none of {', '.join(KINDS)}")
+
+    @property
+    def test_accuracy(self) -> float:
+        """Top-1 test accuracy in percent, from the counts."""
+        return percent(self.n_correct, self.n_test)
 
     def to_dict(self) -> dict:
         return asdict(self)

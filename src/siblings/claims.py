@@ -323,5 +323,23 @@ def sync_readme(summary: Path, readme: Path) -> None:
     readme.write_text(text.replace(block(text), block(summary.read_text())))
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``siblings claims`` (and ``python -m siblings.claims``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="siblings claims",
+                                     description="Print a run's claims block, or copy it into "
+                                                 "another file's (the README's).")
+    parser.add_argument("summary", type=Path, help="reports/<name>/summary.md")
+    parser.add_argument("--into", type=Path, help="the file whose claims block to replace")
+    args = parser.parse_args(argv)
+    if args.into:
+        sync_readme(args.summary, args.into)
+        print(f"copied the claims block of {args.summary} into {args.into}")
+    else:
+        print(block(args.summary.read_text()))
+    return 0
+
+
 if __name__ == "__main__":
-    sync_readme(Path(sys.argv[1]), Path(sys.argv[2]))
+    sys.exit(main())

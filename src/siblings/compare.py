@@ -81,7 +81,7 @@ def compare(first: Path, second: Path, ignore_provenance: bool = False
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+    parser = argparse.ArgumentParser(prog="siblings compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("first", type=Path, help="results/<name> of the reference run")
     parser.add_argument("second", type=Path, help="results/<name> of the run to check")

@@ -11,7 +11,7 @@ run; the ``compress`` stage (``stages/compress.py``) runs one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -21,6 +21,7 @@ from torch.nn.utils import prune
 
 from siblings.data import Splits
 from siblings.engine import logits
+from siblings.knobs import BOOLEAN, STRING, Knob, Not, declared, integer, number
 from siblings.logs import log
 from siblings.measure import Deployment, float_deployment, measure, state_bytes
 from siblings.cards import ModelSpec
@@ -47,8 +48,8 @@ class Job:
         """Trains ``model`` on the train split (labels unless ``targets`` are given), without
         weight decay: fine-tuning should move the weights no further than the task needs."""
         y = self.splits.labels("train") if targets is None else targets
-        fit(model, self.splits.images("train"), y, epochs, self.params.get("batch_size", 128),
-            lr, 0.0, self.seed, desc, loss_fn)
+        fit(model, self.splits.images("train"), y, epochs, self.params["batch_size"], lr, 0.0,
+            self.seed, desc, loss_fn)
 
 
 def _needs_nothing(params: dict, arch: str) -> list[tuple[str, str]]:
@@ -58,14 +59,24 @@ def _needs_nothing(params: dict, arch: str) -> list[tuple[str, str]]:
 @dataclass(frozen=True)
 class Compression:
     """A method: ``prepare``, ``fit`` and ``deploy`` (see the module docstring), its family,
-    and ``needs(params, arch)``: the (architecture, capability) pairs it relies on, which
-    the planner checks against the architectures' declarations before any job."""
+    its config ``knobs`` (beside ``method``), what it does in one line (``doc``), and
+    ``needs(params, arch)``: the (architecture, capability) pairs it relies on, which the
+    planner checks against the architectures' declarations before any job."""
 
     prepare: Callable[[SiblingNet, dict, dict | None], dict | None]
     fit: Callable[[SiblingNet, Job], dict]
     deploy: Callable[[SiblingNet, dict], Deployment]
     family: str
+    knobs: dict[str, Knob] = field(default_factory=dict)
+    doc: str = ""
     needs: Callable[[dict, str], list[tuple[str, str]]] = _needs_nothing
+
+
+def finetuning(lr: float, epochs_key: str = "finetune_epochs") -> dict[str, Knob]:
+    """The knobs of a method that trains the sibling: epochs (required), lr, batch size."""
+    return {epochs_key: Knob(number(above=0), "training epochs", required=True),
+            "lr": Knob(number(above=0), "learning rate (AdamW, one-cycle)", lr),
+            "batch_size": Knob(integer(1), "training batch size", 128)}
 
 
 COMPRESSIONS: Registry[Compression] = Registry("compression method")
@@ -99,7 +110,7 @@ def _quant_prepare(model: SiblingNet, params: dict, stored: dict | None = None) 
 
 
 def _calib_images(job: Job) -> torch.Tensor:
-    return job.splits.images("calib")[: job.params.get("calib_size")]
+    return job.splits.images("calib")[: job.params["calib_size"]]
 
 
 REFINE_IMAGES = 500  # one batch for bias correction; enough to rank a few ranges per activation
@@ -110,9 +121,9 @@ def _calibrate(model: SiblingNet, job: Job) -> dict:
     ``bias_correction`` and a loss-aware ``range_search`` against the full model's outputs."""
     x = _calib_images(job)
     calibrate(model, x)
-    if job.params.get("bias_correction"):
+    if job.params["bias_correction"]:
         correct_bias(model.backbone, fold(job.full.backbone), model.preprocess(x[:REFINE_IMAGES]))
-    if job.params.get("range_search"):
+    if job.params["range_search"]:
         search_ranges(model, x[:REFINE_IMAGES], logits(job.full, x[:REFINE_IMAGES]))
     return {"calibration_images": len(x)}
 
@@ -125,10 +136,10 @@ def _qat_fit(model: SiblingNet, job: Job) -> dict:
     measured = _calibrate(model, job)
     observe_during_training(model, QuantScheme.from_params(job.params).observer == "ema")
     targets, loss = None, F.cross_entropy
-    if job.params.get("distill"):  # the full model's soft labels carry more signal per image
+    if job.params["distill"]:  # the full model's soft labels carry more signal per image
         targets = logits(job.full, job.splits.images("train"))
-        loss = kd_loss(job.params.get("temperature", 4.0))
-    job.finetune(model, job.params["finetune_epochs"], job.params.get("lr", 5e-4), "QAT",
+        loss = kd_loss(job.params["temperature"])
+    job.finetune(model, job.params["finetune_epochs"], job.params["lr"], "QAT",
                  targets=targets, loss_fn=loss)
     observe_during_training(model, False)
     return measured
@@ -163,10 +174,28 @@ def _quant_deploy(model: SiblingNet, params: dict) -> Deployment:
     return Deployment(int8, state_bytes(int8), "int8 (PyTorch onednn)")
 
 
-COMPRESSIONS.register("ptq")(Compression(_quant_prepare, _calibrate, _quant_deploy,
-                                         "quantization"))
-COMPRESSIONS.register("qat")(Compression(_quant_prepare, _qat_fit, _quant_deploy,
-                                         "quantization"))
+PTQ_KNOBS = {
+    **declared(QuantScheme),
+    "calib_size": Knob(integer(1, nullable=True), "calibration images (null: all of "
+                       "dataset.calib_size)", None),
+    "bias_correction": Knob(BOOLEAN, "each layer's bias absorbs the mean output shift "
+                            f"quantization causes, measured on {REFINE_IMAGES} calibration "
+                            "images", False),
+    "range_search": Knob(BOOLEAN, "scale every signed activation's range by whichever of "
+                         "0.7-1.6 brings the outputs closest to the full model's in KL",
+                         False, when={"observer": ("minmax", "ema")}),
+}
+COMPRESSIONS.register("ptq")(Compression(
+    _quant_prepare, _calibrate, _quant_deploy, "quantization", PTQ_KNOBS,
+    "post-training quantization with PyTorch's FX tooling, batch norm folded"))
+COMPRESSIONS.register("qat")(Compression(
+    _quant_prepare, _qat_fit, _quant_deploy, "quantization",
+    {**PTQ_KNOBS, **finetuning(5e-4),
+     "distill": Knob(BOOLEAN, "fine-tune on the full model's soft labels instead of the hard "
+                     "labels", False),
+     "temperature": Knob(number(above=0), "softmax temperature of the soft labels", 4.0,
+                         when={"distill": (True,)})},
+    "quantization-aware fine-tuning from the full model through the fake quantizers (STE)"))
 
 
 # --- unstructured pruning ---------------------------------------------------------------
@@ -201,7 +230,7 @@ def _prune_fit(model: SiblingNet, job: Job) -> dict:
                               amount=job.params["sparsity"])
     log.info("pruned to %.4f sparsity; fine-tuning %s epochs", sparsity(model.backbone),
              job.params["finetune_epochs"])
-    job.finetune(model, job.params["finetune_epochs"], job.params.get("lr", 1e-3), "fine-tune")
+    job.finetune(model, job.params["finetune_epochs"], job.params["lr"], "fine-tune")
     for module, name in targets:
         prune.remove(module, name)
     return {"sparsity": sparsity(model.backbone)}
@@ -216,8 +245,12 @@ def _sparse_deploy(model: SiblingNet, params: dict) -> Deployment:
     return Deployment(model, (bits + 7) // 8, "float32 (sparse storage)")
 
 
-COMPRESSIONS.register("prune")(Compression(_no_structure_change, _prune_fit, _sparse_deploy,
-                                           "unstructured pruning"))
+COMPRESSIONS.register("prune")(Compression(
+    _no_structure_change, _prune_fit, _sparse_deploy, "unstructured pruning",
+    {"sparsity": Knob(number(0, below=1), "fraction of the prunable weights set to zero",
+                      required=True), **finetuning(1e-3)},
+    "global L1 magnitude pruning of all but the input and output layers, fine-tuned with the "
+    "mask fixed"))
 
 
 # --- structured channel pruning ---------------------------------------------------------
@@ -316,12 +349,15 @@ def _channel_prepare(model: SiblingNet, params: dict, stored: dict | None = None
 
 def _channel_fit(model: SiblingNet, job: Job) -> dict:
     before = count_parameters(job.full)
-    job.finetune(model, job.params["finetune_epochs"], job.params.get("lr", 1e-3), "fine-tune")
+    job.finetune(model, job.params["finetune_epochs"], job.params["lr"], "fine-tune")
     return {"parameter_reduction": 1.0 - count_parameters(model) / before}
 
 
 COMPRESSIONS.register("channel-prune")(Compression(
     _channel_prepare, _channel_fit, _float_deploy, "structured pruning",
+    {"channel_ratio": Knob(number(above=0, below=1), "fraction of the channels removed from "
+                           "every prunable layer", required=True), **finetuning(1e-3)},
+    "torch-pruning removes channels by L1 group importance, then fine-tunes",
     lambda params, arch: [(arch, "channel_pruning")]))
 
 
@@ -331,9 +367,8 @@ def student_spec(parent: ModelSpec, params: dict) -> ModelSpec:
     """``student: self`` is a narrower copy of the parent (``width_factor``); any other
     registered architecture is built at ``width`` (1.0 if unset)."""
     if params["student"] == "self":
-        return replace(parent, width=parent.width * params.get("width_factor", 0.5),
-                       pretrained=False)
-    return replace(parent, arch=params["student"], width=params.get("width", 1.0), extra={},
+        return replace(parent, width=parent.width * params["width_factor"], pretrained=False)
+    return replace(parent, arch=params["student"], width=params["width"], extra={},
                    pretrained=False)
 
 
@@ -357,9 +392,8 @@ def kd_loss(temperature: float) -> Callable[[torch.Tensor, torch.Tensor], torch.
 
 def _kd_fit(model: SiblingNet, job: Job) -> dict:
     soft = logits(job.full, job.splits.images("train"))
-    job.finetune(model, job.params["epochs"], job.params.get("lr", 3e-3),
-                 f"distil {model.spec.arch}", targets=soft,
-                 loss_fn=kd_loss(job.params.get("temperature", 4.0)))
+    job.finetune(model, job.params["epochs"], job.params["lr"], f"distil {model.spec.arch}",
+                 targets=soft, loss_fn=kd_loss(job.params["temperature"]))
     return {"student": model.spec.arch, "student_width": model.spec.width}
 
 
@@ -368,8 +402,18 @@ def _kd_needs(params: dict, arch: str) -> list[tuple[str, str]]:
     asked for a width other than 1."""
     if params["student"] == "self":
         return [(arch, "width")]
-    return [(params["student"], "width")] if params.get("width", 1.0) != 1.0 else []
+    return [(params["student"], "width")] if params["width"] != 1.0 else []
 
 
-COMPRESSIONS.register("kd")(Compression(_kd_prepare, _kd_fit, _float_deploy, "distillation",
-                                        _kd_needs))
+COMPRESSIONS.register("kd")(Compression(
+    _kd_prepare, _kd_fit, _float_deploy, "distillation",
+    {"student": Knob(STRING, "'self' (a narrower copy of the parent) or a registered "
+                     "architecture", required=True),
+     "width_factor": Knob(number(above=0, below=1), "the student's fraction of the parent's "
+                          "width", 0.5, when={"student": ("self",)}),
+     "width": Knob(number(above=0, maximum=4), "the student architecture's width", 1.0,
+                   when={"student": Not("self")}),
+     **finetuning(3e-3, "epochs"),
+     "temperature": Knob(number(above=0), "softmax temperature of the soft labels", 4.0)},
+    "distillation into a fresh student on the full model's soft labels (Hinton et al.)",
+    _kd_needs))

@@ -12,13 +12,14 @@ from __future__ import annotations
 import gzip
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 
+from siblings.knobs import BOOLEAN, STRING, Knob, integer
 from siblings.registry import Registry
 
 
@@ -42,21 +43,42 @@ class RawDataset:
 
 @dataclass(frozen=True)
 class DataShape:
-    """What a dataset's images look like once loaded: channels, classes and side (px)."""
+    """What a dataset's images look like once loaded: channels, classes and side (px), and
+    how many images its official train and test parts hold."""
 
     channels: int
     classes: int
     side: int
+    train: int
+    test: int
 
 
 @dataclass(frozen=True)
 class Dataset:
     """A registered dataset. ``load(root, download, image_size)`` reads its official parts;
     ``shape(root, download, image_size)`` runs before any job, decodes nothing, and
-    refuses a root that cannot hold the dataset (naming config key ``dataset.root``)."""
+    refuses a root that cannot hold the dataset (naming config key ``dataset.root``).
+    ``knobs`` are its own config keys beside :data:`DATASET_KNOBS`; ``doc`` says what it is."""
 
     load: Callable[[str | None, bool, int | None], RawDataset]
     shape: Callable[[str | None, bool, int | None], DataShape]
+    knobs: dict[str, Knob] = field(default_factory=dict)
+    doc: str = ""
+
+
+# The keys of the ``dataset`` section every dataset takes.
+DATASET_KNOBS = {
+    "name": Knob(STRING, "the registered dataset", required=True),
+    "root": Knob({"type": ["string", "null"]}, "folder to read the dataset from first", None),
+    "download": Knob(BOOLEAN, "fall back to a download when no local copy is found", True),
+    "calib_size": Knob(integer(1), "calibration images carved off the train part, with "
+                       "split_seed", 1000),
+    "split_seed": Knob(integer(0), "seeds the calibration split and the subsets", 0),
+    "train_subset": Knob(integer(1, nullable=True), "train on only this many of the "
+                         "remaining train images (null: all)", None),
+    "test_subset": Knob(integer(1, nullable=True), "test on only this many test images "
+                        "(null: all)", None),
+}
 
 
 DATASETS: Registry[Dataset] = Registry("dataset")
@@ -100,17 +122,10 @@ def _root_exists(root: str | None) -> None:
                                    "a folder")
 
 
-def _native_size(side: int, image_size: int | None) -> None:
-    if image_size not in (None, side):
-        raise DatasetNotFoundError(f"config key 'dataset.image_size': this dataset's images "
-                                   f"are {side} px and are not resized; leave it unset")
-
-
 def _fashion_mnist_shape(root: str | None, download: bool, image_size: int | None) -> DataShape:
     """A named root must exist: downloads go to ``$SIBLINGS_DATA``, never to it."""
     _root_exists(root)
-    _native_size(28, image_size)
-    return DataShape(1, 10, 28)
+    return DataShape(1, 10, 28, 60000, 10000)
 
 
 def fashion_mnist(root: str | None, download: bool, image_size: int | None) -> RawDataset:
@@ -136,7 +151,10 @@ def fashion_mnist(root: str | None, download: bool, image_size: int | None) -> R
     )
 
 
-DATASETS.register("fashion-mnist")(Dataset(fashion_mnist, _fashion_mnist_shape))
+DATASETS.register("fashion-mnist")(Dataset(
+    fashion_mnist, _fashion_mnist_shape,
+    doc="Fashion-MNIST, 28 px grey, 60,000 train and 10,000 test images (Debian's "
+        "dataset-fashion-mnist, $SIBLINGS_DATA, or torchvision's downloader)"))
 
 
 def _downloaded(home: Path) -> Path:
@@ -182,7 +200,6 @@ def _cifar10_missing(folder: Path) -> DatasetNotFoundError:
 
 def _cifar10_shape(root: str | None, download: bool, image_size: int | None) -> DataShape:
     """With ``download`` the root is where the archive goes; without, it must hold it."""
-    _native_size(32, image_size)
     folder, train_files, test_file = _cifar10_files(root)
     if not download:
         _root_exists(root)
@@ -213,7 +230,9 @@ def cifar10(root: str | None, download: bool, image_size: int | None) -> RawData
                       std=(0.2470, 0.2435, 0.2616), source=str(folder))
 
 
-DATASETS.register("cifar10")(Dataset(cifar10, _cifar10_shape))
+DATASETS.register("cifar10")(Dataset(
+    cifar10, _cifar10_shape,
+    doc="CIFAR-10 in its binary version, 32 px colour, 50,000 train and 10,000 test images"))
 
 
 IMAGEFOLDER_PARTS = ("train", "val")
@@ -236,8 +255,18 @@ def _imagefolder_classes(root: str | None) -> list[str]:
 IMAGEFOLDER_SIZE = 32  # the side image folders are resized to unless dataset.image_size says
 
 
+def _image_count(folder: Path) -> int:
+    """Images (by torchvision's extensions) in the class folders of ``folder``."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return sum(1 for d in folder.iterdir() if d.is_dir() for f in d.iterdir()
+               if f.suffix.lower() in IMG_EXTENSIONS)
+
+
 def _imagefolder_shape(root: str | None, download: bool, image_size: int | None) -> DataShape:
-    return DataShape(3, len(_imagefolder_classes(root)), image_size or IMAGEFOLDER_SIZE)
+    classes = _imagefolder_classes(root)
+    train, val = (_image_count(Path(root) / part) for part in IMAGEFOLDER_PARTS)
+    return DataShape(3, len(classes), image_size or IMAGEFOLDER_SIZE, train, val)
 
 
 class _DecodedOnIndex:
@@ -282,7 +311,12 @@ def imagefolder(root: str | None, download: bool, image_size: int | None) -> Raw
                       std=(0.229, 0.224, 0.225), source=str(root))
 
 
-DATASETS.register("imagefolder")(Dataset(imagefolder, _imagefolder_shape))
+DATASETS.register("imagefolder")(Dataset(
+    imagefolder, _imagefolder_shape,
+    {"image_size": Knob(integer(8, nullable=True), "the side images are resized and "
+                        f"centre-cropped to (null: {IMAGEFOLDER_SIZE})", None)},
+    "an ImageNet-style folder root/{train,val}/<class>/<image>, RGB, decoded only for the "
+    "images the splits pick"))
 
 
 class _LazyTensors(Mapping):

@@ -13,7 +13,7 @@ loses more accuracy than ``tolerance`` points is marked failed, not used silentl
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -22,7 +22,9 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from siblings.data import Splits
+from siblings.engine import within_points
 from siblings.gradients import input_gradient, twice_differentiable
+from siblings.knobs import BOOLEAN, STRING, Knob, integer, names, number, one_of
 from siblings.logs import log
 from siblings.models import SiblingNet
 from siblings.registry import Registry
@@ -106,11 +108,13 @@ def variant_settings(params: dict) -> dict:
     return {k: v for k, v in params.items() if k not in PER_CANDIDATE_KEYS}
 
 
-def selected_lam(calibration_costs: dict[float, float], tolerance: float) -> float | None:
+def selected_lam(calibration_losses: dict[float, tuple[int, int]],
+                 tolerance: float) -> float | None:
     """The rule lam is chosen by, per sibling and variant: the largest penalty whose accuracy
-    cost on the calibration split stays within ``tolerance`` points; None where none does.
-    The test split, which the results report, never enters."""
-    within = [lam for lam, cost in calibration_costs.items() if lam > 0 and cost <= tolerance]
+    cost on the calibration split (images lost, of how many) stays within ``tolerance``
+    points; None where none does. The test split, which the results report, never enters."""
+    within = [lam for lam, (lost, n) in calibration_losses.items()
+              if lam > 0 and within_points(lost, n, tolerance)]
     return max(within, default=None)
 
 
@@ -130,10 +134,33 @@ class DefenseJob:
 @dataclass(frozen=True)
 class Defense:
     """A defense: ``run`` fine-tunes the sibling in place and returns what it measured;
-    ``needs`` names the capabilities of the sibling's architecture it relies on."""
+    ``needs`` names the capabilities of the sibling's architecture it relies on; ``knobs``
+    are its own config keys (beside :data:`ENTRY_KNOBS`), ``doc`` what it does."""
 
     run: Callable[[SiblingNet, DefenseJob], dict]
     needs: tuple[str, ...] = ()
+    knobs: dict[str, Knob] = field(default_factory=dict)
+    doc: str = ""
+
+
+# The keys of every defense's config entry: what the planner and the report read.
+ENTRY_KNOBS = {
+    "method": Knob(STRING, "the registered defense method", required=True),
+    "lam": Knob(number(0), "weight of the penalty; 0 = the control (fine-tuning alone)",
+                required=True),
+    "tolerance": Knob(number(0, 100), "accuracy points the defended sibling may lose; lam is "
+                      "selected within it on the calibration split, and a defended sibling "
+                      "that loses more on the test split is reported as failed", 2.0),
+    "siblings": Knob(names(), "compression ids to defend", required=True),
+    "archs": Knob(names(), "architectures to defend (default: all of the run)"),
+    "adaptive": Knob(BOOLEAN, "the adaptive attackers (roles reversed, extracted, averaged) "
+                     "attack it too (lam > 0 only)", True),
+    "control": Knob(STRING, "the lam = 0 defense with the same schedule this one is measured "
+                    "against (required when lam > 0)"),
+    "variant": Knob(STRING, "the penalty this defense tries at its lam (default: form/points); "
+                    "lam is chosen among a variant's defenses, per sibling, on the "
+                    "calibration split"),
+}
 
 
 DEFENSES: Registry[Defense] = Registry("defense method")
@@ -217,4 +244,26 @@ def unpair(model: SiblingNet, job: DefenseJob) -> dict:
     return {"history": history, "steps": len(batches), "masked_weights": len(masks)}
 
 
-DEFENSES.register("unpair")(Defense(unpair, needs=("double_backward",)))
+DEFENSES.register("unpair")(Defense(unpair, needs=("double_backward",), knobs={
+    "form": Knob(one_of(*FORMS.names()), "the penalty on the gradient cosine c: cosine (c), "
+                 "abs (|c|), squared (c^2), or sign: the soft sign agreement weighted by the "
+                 "full model's |gradient|", "abs"),
+    "points": Knob(one_of(*POINTS.names()), "where both gradients are taken: the clean images, "
+                   "a random point of the L-inf ball of radius, or the sibling's own PGD "
+                   "iterate after points_steps steps from one", "clean"),
+    "radius": Knob(number(above=0, maximum=1), "L-inf radius of the ball and the PGD", 0.05,
+                   when={"points": ("ball", "pgd")}),
+    "points_steps": Knob(integer(1), f"the sibling's PGD steps ({STEP_FACTOR} * radius / steps "
+                         "each) per penalised batch", 3, when={"points": ("pgd",)}),
+    "sign_sharpness": Knob(number(above=0), "k in tanh(k * g / rms(g)), the soft sign of the "
+                           "sibling's gradient", 5.0, when={"form": ("sign",)}),
+    "smoothness": Knob(number(0), "weight of the sibling's input-gradient norm penalty (TRS)",
+                       0.0),
+    "epochs": Knob(number(above=0), "fine-tuning epochs", 0.5),
+    "lr": Knob(number(above=0), "learning rate (AdamW, one-cycle)", 0.001),
+    "batch_size": Knob(integer(1), "fine-tuning batch size", 128),
+    "penalty_batch": Knob(integer(2), "the first images of each batch the gradient terms are "
+                          "averaged over (the double backward's cost scales with it)", 32),
+}, doc="similarity-unpairing: fine-tune the sibling, still compressed, on cross-entropy + lam "
+       "x form(its input gradient, the full model's, both at points) + smoothness x its "
+       "input-gradient norm"))

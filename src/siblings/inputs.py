@@ -72,15 +72,37 @@ def _adapt_problems(config: dict, shape: DataShape) -> list[str]:
     return problems
 
 
+def _size_problems(config: dict, shape: DataShape) -> list[str]:
+    """Every image count the config asks for that the dataset's parts cannot supply."""
+    ds = config["dataset"]
+    problems = []
+    if ds["calib_size"] >= shape.train:
+        problems.append(f"config key 'dataset.calib_size': {ds['calib_size']} leaves no "
+                        f"training images; the train part holds {shape.train}")
+    remaining = shape.train - ds["calib_size"]
+    if ds["train_subset"] is not None and 0 < remaining < ds["train_subset"]:
+        problems.append(f"config key 'dataset.train_subset': {ds['train_subset']} exceeds the "
+                        f"{remaining} train images left after calib_size")
+    if ds["test_subset"] is not None and ds["test_subset"] > shape.test:
+        problems.append(f"config key 'dataset.test_subset': {ds['test_subset']} exceeds the "
+                        f"{shape.test} test images")
+    test = min(ds["test_subset"] or shape.test, shape.test)
+    wanted = [(f"attacks.{a}.n_examples", p["n_examples"]) for a, p in config["attacks"].items()]
+    wanted.append(("similarity.n_examples", config["similarity"]["n_examples"]))
+    problems += [f"config key '{key}': {n} exceeds the {test} test images" for key, n in wanted
+                 if n > test]
+    return problems
+
+
 def check_inputs(config: dict) -> DataShape:
     """Checks the dataset root and every starting checkpoint of a validated config; returns
     the dataset's shape. Raises ConfigError naming each offending key."""
     ds = config["dataset"]
     try:
-        shape = DATASETS.get(ds["name"]).shape(ds["root"], ds["download"], ds["image_size"])
+        shape = DATASETS.get(ds["name"]).shape(ds["root"], ds["download"], ds.get("image_size"))
     except DatasetNotFoundError as err:
         raise ConfigError(f"invalid config:\n  {err}") from err
-    problems = _adapt_problems(config, shape)
+    problems = _size_problems(config, shape) + _adapt_problems(config, shape)
     for arch, knobs in config["archs"].items():
         epochs = knobs.get("epochs", config["train"]["epochs"])
         for role, value in knobs.get("weights", {}).items():

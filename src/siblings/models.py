@@ -24,12 +24,28 @@ import torch
 from torch import nn
 
 from siblings.cards import ModelSpec
+from siblings.knobs import Knob, number
 from siblings.registry import Registry, UnknownNameError
 
 Factory = Callable[..., nn.Module]
 CORE_ARCHITECTURES = ("alexnet", "vgg16", "resnet18", "mobilenetv2")
 
 # What may or may not apply to an architecture; an entry names the ones that do not, and why.
+# The keys of an ``archs.<name>`` entry.
+ARCH_KNOBS = {
+    "width": Knob(number(above=0, maximum=4), "scales the channels (architectures without a "
+                  "width knob stay at 1.0)", 1.0),
+    "epochs": Knob(number(0), "overrides train.epochs for this architecture (0: use the "
+                   "starting weights as they are)"),
+    "lr": Knob(number(above=0), "overrides train.lr for this architecture"),
+    "weights": Knob({"type": "object", "additionalProperties": False,
+                     "properties": {"full": {"type": "string", "minLength": 1},
+                                    "independent": {"type": "string", "minLength": 1}}},
+                    "starting weights of the full and independent models before training: "
+                    "'pretrained' (timm's published weights), 'pretrained:<tag>' or the path "
+                    "of a safetensors file of the backbone's state dict (unset: random)"),
+}
+
 CAPABILITIES = {
     "width": "a width knob: width other than 1.0, and distillation into a narrower copy",
     "pretrained": "published weights fit the model (at width 1.0)",

@@ -33,7 +33,10 @@ from torch.ao.quantization.quantize_fx import convert_fx, prepare_qat_fx
 from torch.fx.experimental.optimization import fuse
 from tqdm import tqdm
 
+from siblings.knobs import BOOLEAN, declared, knob, one_of, required_knob
 from siblings.registry import Registry
+
+BITS = (2, 3, 4, 5, 6, 7, 8)  # the integer widths a fake quantizer is built for
 
 FLOAT_BITS = 32  # "a32": activations left in float (weight-only quantization)
 INT8_ENGINE = "onednn"  # x86 CPU kernels; fbgemm's int16 accumulation saturated on MobileNetV2
@@ -63,21 +66,29 @@ OBSERVERS.register("ema")(Observers(MovingAverageMinMaxObserver,
 class QuantScheme:
     """What a ``ptq-*``/``qat-*`` config entry asks for."""
 
-    weight_bits: int
-    act_bits: int
-    per_channel: bool = True
-    weight_symmetric: bool = True
-    act_symmetric: bool = False
-    observer: str = "minmax"
-    edge_bits: int = 8
-    depthwise_bits: int | None = None
-    residual_bits: int | None = None
+    weight_bits: int = required_knob("weight bit-width", one_of(*BITS))
+    act_bits: int = required_knob("activation bit-width; 32 = weight-only", one_of(*BITS, 32))
+    per_channel: bool = knob(True, "one weight scale per output channel (false: per layer)",
+                             BOOLEAN)
+    weight_symmetric: bool = knob(True, "symmetric weight range", BOOLEAN)
+    act_symmetric: bool = knob(False, "symmetric activation range (false: asymmetric)",
+                               BOOLEAN)
+    observer: str = knob("minmax", "activation range estimator: histogram clips L2-optimally "
+                                   "(better below 8 bits), ema tracks ranges during QAT",
+                         one_of("minmax", "histogram", "ema"))
+    edge_bits: int = knob(8, "at least this many bits for the first and last layer",
+                          one_of(*BITS))
+    depthwise_bits: int | None = knob(None, "at least this many bits for depthwise (grouped) "
+                                            "convolutions (null: as the rest)",
+                                      one_of(*BITS, None))
+    residual_bits: int | None = knob(None, "at least this many bits for the outputs of "
+                                           "residual branches, the signed tensors a skip "
+                                           "connection adds (null: as the rest)",
+                                     one_of(*BITS, None))
 
     @classmethod
     def from_params(cls, params: dict) -> "QuantScheme":
-        keys = ("weight_bits", "act_bits", "per_channel", "weight_symmetric", "act_symmetric",
-                "observer", "edge_bits", "depthwise_bits", "residual_bits")
-        return cls(**{k: params[k] for k in keys if k in params})
+        return cls(**{k: params[k] for k in declared(cls) if k in params})
 
     @property
     def is_int8(self) -> bool:

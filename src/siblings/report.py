@@ -125,7 +125,7 @@ def efficiency_figure(models: pd.DataFrame, out: str | Path) -> None:
     95% interval of its test accuracy, the full model as a black star; the efficiency side
     of the trade-off."""
     data = models[models.role.isin(["full", "sibling"])]
-    low, high = wilson(np.round(data.test_accuracy / 100 * data.n_test), data.n_test)
+    low, high = wilson(data.n_correct, data.n_test)
     data = data.assign(size_kib=data.size_bytes / 1024, low=100 * low, high=100 * high)
     siblings, full = data[data.role == "sibling"], data[data.role == "full"]
     style, archs = SiblingStyle.of(siblings), sorted(data.arch.unique())

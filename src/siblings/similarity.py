@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from siblings.gradients import input_gradient
+from siblings.knobs import Knob, integer, names
 from siblings.registry import Registry
 
 
@@ -101,6 +102,15 @@ def linear_cka(a: torch.Tensor, b: torch.Tensor) -> float:
 def cka(full: Views, source: Views) -> dict:
     """Linear CKA of the penultimate features."""
     return {"cka": linear_cka(full.features, source.features)}
+
+
+# The ``similarity`` section: which metrics, on how many images.
+SIMILARITY_KNOBS = {
+    "metrics": Knob(names(), "registered similarity metrics",
+                    ["grad_cosine", "agreement", "kl", "cka"]),
+    "n_examples": Knob(integer(2), "seeded test images per (full model, source) pair", 500),
+    "seed": Knob(integer(0), "seeds the image set", 0),
+}
 
 
 def compare(full: Views, source: Views, metrics: list[str]) -> dict:

@@ -10,6 +10,22 @@ from torch import nn
 from tqdm import tqdm
 
 from siblings.cards import ModelSpec
+from siblings.knobs import Knob, integer, number
+
+# The ``train`` section: how the full and independent models are trained from their start.
+TRAIN_KNOBS = {
+    "epochs": Knob(number(above=0), "training epochs (archs.<a>.epochs overrides)", 2),
+    "batch_size": Knob(integer(1), "training batch size", 128),
+    "lr": Knob(number(above=0), "peak learning rate (AdamW, one-cycle; archs.<a>.lr "
+               "overrides)", 0.003),
+    "weight_decay": Knob(number(0), "AdamW weight decay", 0.0005),
+}
+# The ``seeds`` section.
+SEED_KNOBS = {
+    "full": Knob(integer(0), "seed of the full-scale (target) model", 0),
+    "independent": Knob(integer(0), "seed of the attacker's own model of the same "
+                        "architecture", 1),
+}
 
 
 def minibatches(n: int, batch_size: int, epochs: float, seed: int) -> list[torch.Tensor]:

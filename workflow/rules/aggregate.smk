@@ -1,26 +1,26 @@
 rule aggregate:
     input:
-        **{role: paths for role, paths in MODEL_SIDECARS.items()},
-        tables=ATTACK_TABLES,
-        similarity=SIMILARITY_TABLES,
+        **PLAN.model_sidecars,
+        tables=PLAN.attack_tables,
+        similarity=PLAN.similarity_tables,
     output:
-        benchmark=BENCHMARK,
-        models=MODELS,
-        similarity=SIMILARITY_ALL,
-        correlations=CORRELATIONS,
-        queries=QUERY_READINGS,
-        support=SUPPORT_TABLE,
-        config=f"results/{NAME}/config.yaml",
+        benchmark=PATHS.table("benchmark"),
+        models=PATHS.table("models"),
+        similarity=PATHS.table("similarity"),
+        correlations=PATHS.table("correlations"),
+        queries=PATHS.table("queries"),
+        support=PATHS.table("support"),
+        config=f"{PATHS.root}/config.yaml",
     log:
-        f"{LOGS}/aggregate.log",
+        f"{PATHS.logs}/aggregate.log",
     benchmark:
-        f"{BENCHMARKS}/aggregate.tsv"
+        f"{PATHS.benchmarks}/aggregate.tsv"
     conda:
         CONDA_ENV
     params:
-        roles=list(MODEL_SIDECARS),
+        roles=list(PLAN.model_sidecars),
         config=config,
-        support=SUPPORT.rows(),
-        code=code_hash("aggregate"),
+        support=PLAN.support.rows(),
+        code=PLAN.code("aggregate"),
     script:
         "../scripts/aggregate.py"

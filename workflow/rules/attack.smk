@@ -1,14 +1,14 @@
 rule attack:
     input:
-        data=DATA,
-        target=FULL.replace("{seed}", str(SEED_FULL)),
-        sources=source_models,
+        data=PATHS.data,
+        target=TARGET,
+        sources=lambda w: PLAN.source_models(w.arch, w.attack, w.role),
     output:
-        table=ATTACK,
+        table=PATHS.attack,
     log:
-        f"{LOGS}/attack/{{arch}}-{{attack}}-{{role}}.log",
+        f"{PATHS.logs}/attack/{{arch}}-{{attack}}-{{role}}.log",
     benchmark:
-        f"{BENCHMARKS}/attack/{{arch}}-{{attack}}-{{role}}.tsv"
+        f"{PATHS.benchmarks}/attack/{{arch}}-{{attack}}-{{role}}.tsv"
     conda:
         CONDA_ENV
     threads: config["threads"]["attack"]
@@ -16,8 +16,8 @@ rule attack:
         gpu=GPUS,
     params:
         cfg=lambda w: config["attacks"][w.attack],
-        sources=attack_sources,
+        sources=lambda w: PLAN.attack_sources(w.arch, w.attack, w.role),
         device=config["device"],
-        code=attack_code,
+        code=lambda w: PLAN.attack_code(w.arch, w.attack, w.role),
     script:
         "../scripts/attack.py"

@@ -1,14 +1,14 @@
 rule compress:
     input:
-        data=DATA,
-        full=FULL.replace("{seed}", str(SEED_FULL)),
+        data=PATHS.data,
+        full=TARGET,
     output:
-        weights=SIBLING,
-        meta=sidecar(SIBLING),
+        weights=PATHS.sibling,
+        meta=sidecar(PATHS.sibling),
     log:
-        f"{LOGS}/compress/{{arch}}-{{compression}}.log",
+        f"{PATHS.logs}/compress/{{arch}}-{{compression}}.log",
     benchmark:
-        f"{BENCHMARKS}/compress/{{arch}}-{{compression}}.tsv"
+        f"{PATHS.benchmarks}/compress/{{arch}}-{{compression}}.tsv"
     priority: 1  # long jobs first, so short attack jobs fill the tail of the run
     conda:
         CONDA_ENV
@@ -19,6 +19,6 @@ rule compress:
         cfg=lambda w: config["compressions"][w.compression],
         seed=SEED_FULL,
         device=config["device"],
-        code=lambda w: code_hash("compress", **merged(model_uses(w.arch, "sibling", w.compression))),
+        code=lambda w: PLAN.code("compress", PLAN.model_uses(w.arch, "sibling", w.compression)),
     script:
         "../scripts/compress.py"

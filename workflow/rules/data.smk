@@ -1,15 +1,15 @@
 rule data:
     output:
-        data=DATA,
-        meta=sidecar(DATA),
+        data=PATHS.data,
+        meta=sidecar(PATHS.data),
     log:
-        f"{LOGS}/data.log",
+        f"{PATHS.logs}/data.log",
     benchmark:
-        f"{BENCHMARKS}/data.tsv"
+        f"{PATHS.benchmarks}/data.tsv"
     conda:
         CONDA_ENV
     params:
         cfg=config["dataset"],
-        code=code_hash("data", dataset=DATASET),
+        code=PLAN.code("data", {"dataset": {config["dataset"]["name"]}}),
     script:
         "../scripts/data.py"

@@ -1,15 +1,15 @@
 rule defend:
     input:
-        data=DATA,
-        full=FULL.replace("{seed}", str(SEED_FULL)),
-        sibling=SIBLING,
+        data=PATHS.data,
+        full=TARGET,
+        sibling=PATHS.sibling,
     output:
-        weights=DEFENDED,
-        meta=sidecar(DEFENDED),
+        weights=PATHS.defended,
+        meta=sidecar(PATHS.defended),
     log:
-        f"{LOGS}/defend/{{arch}}-{{compression}}+{{defense}}.log",
+        f"{PATHS.logs}/defend/{{arch}}-{{compression}}+{{defense}}.log",
     benchmark:
-        f"{BENCHMARKS}/defend/{{arch}}-{{compression}}+{{defense}}.tsv"
+        f"{PATHS.benchmarks}/defend/{{arch}}-{{compression}}+{{defense}}.tsv"
     priority: 1  # long jobs first, so short attack jobs fill the tail of the run
     conda:
         CONDA_ENV
@@ -20,8 +20,8 @@ rule defend:
         cfg=lambda w: config["defenses"][w.defense],
         seed=SEED_FULL,
         device=config["device"],
-        code=lambda w: code_hash(
-            "defend", **merged(model_uses(w.arch, "defended", f"{w.compression}+{w.defense}"))
+        code=lambda w: PLAN.code(
+            "defend", PLAN.model_uses(w.arch, "defended", f"{w.compression}+{w.defense}")
         ),
     script:
         "../scripts/defend.py"

@@ -1,14 +1,14 @@
 rule extract:
     input:
-        data=DATA,
-        victim=lambda w: victim_path(w.arch, w.source),
+        data=PATHS.data,
+        victim=lambda w: PLAN.victim_path(w.arch, w.source),
     output:
-        weights=EXTRACTED,
-        meta=sidecar(EXTRACTED),
+        weights=PATHS.extracted,
+        meta=sidecar(PATHS.extracted),
     log:
-        f"{LOGS}/extract/{{arch}}-{{source}}.log",
+        f"{PATHS.logs}/extract/{{arch}}-{{source}}.log",
     benchmark:
-        f"{BENCHMARKS}/extract/{{arch}}-{{source}}.tsv"
+        f"{PATHS.benchmarks}/extract/{{arch}}-{{source}}.tsv"
     priority: 1
     conda:
         CONDA_ENV
@@ -17,8 +17,8 @@ rule extract:
         gpu=GPUS,
     params:
         cfg=config["extract"],
-        seed=SEED_INDEPENDENT,  # the attacker's own training run
+        seed=PLAN.seed_independent,  # the attacker's own training run
         device=config["device"],
-        code=lambda w: code_hash("extract", **merged(model_uses(w.arch, "defended", w.source))),
+        code=lambda w: PLAN.code("extract", PLAN.model_uses(w.arch, "defended", w.source)),
     script:
         "../scripts/extract.py"

@@ -1,29 +1,32 @@
+from siblings.figures import FIGURES
+
+
 rule report:
     input:
-        benchmark=BENCHMARK,
-        models=MODELS,
-        correlations=CORRELATIONS,
-        queries=QUERY_READINGS,
-        support=SUPPORT_TABLE,
+        benchmark=PATHS.table("benchmark"),
+        models=PATHS.table("models"),
+        correlations=PATHS.table("correlations"),
+        queries=PATHS.table("queries"),
+        support=PATHS.table("support"),
     output:
         **{
             name: report(
-                f"reports/{NAME}/{name}.png",
+                PATHS.report(f"{name}.png"),
                 caption=f"../report/{name}.rst",
                 category=category,
             )
             for name, category in FIGURES.items()
         },
-        **{f"{name}_pdf": f"reports/{NAME}/{name}.pdf" for name in FIGURES},
-        summary=f"reports/{NAME}/summary.md",
+        **{f"{name}_pdf": PATHS.report(f"{name}.pdf") for name in FIGURES},
+        summary=PATHS.report("summary.md"),
     log:
-        f"{LOGS}/report.log",
+        f"{PATHS.logs}/report.log",
     benchmark:
-        f"{BENCHMARKS}/report.tsv"
+        f"{PATHS.benchmarks}/report.tsv"
     conda:
         CONDA_ENV
     params:
         figures=list(FIGURES),
-        code=code_hash("report"),
+        code=PLAN.code("report"),
     script:
         "../scripts/report.py"

@@ -1,23 +1,23 @@
 rule similarity:
     input:
-        data=DATA,
-        full=FULL.replace("{seed}", str(SEED_FULL)),
-        sources=lambda w: [s["path"] for s in similarity_sources(w.arch)],
+        data=PATHS.data,
+        full=TARGET,
+        sources=lambda w: [s["path"] for s in PLAN.similarity_sources(w.arch)],
     output:
-        table=SIMILARITY,
+        table=PATHS.similarity,
     log:
-        f"{LOGS}/similarity/{{arch}}.log",
+        f"{PATHS.logs}/similarity/{{arch}}.log",
     benchmark:
-        f"{BENCHMARKS}/similarity/{{arch}}.tsv"
+        f"{PATHS.benchmarks}/similarity/{{arch}}.tsv"
     conda:
         CONDA_ENV
     threads: config["threads"]["attack"]
     resources:
         gpu=GPUS,
     params:
-        sources=lambda w: similarity_sources(w.arch),
+        sources=lambda w: PLAN.similarity_sources(w.arch),
         cfg=config["similarity"],
         device=config["device"],
-        code=similarity_code,
+        code=lambda w: PLAN.similarity_code(w.arch),
     script:
         "../scripts/similarity.py"

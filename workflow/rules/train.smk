@@ -1,14 +1,14 @@
 rule train:
     input:
-        data=DATA,
-        start=start_files,
+        data=PATHS.data,
+        start=lambda w: PLAN.start_files(w.arch, w.seed),
     output:
-        weights=FULL,
-        meta=sidecar(FULL),
+        weights=PATHS.full,
+        meta=sidecar(PATHS.full),
     log:
-        f"{LOGS}/train/{{arch}}-seed{{seed}}.log",
+        f"{PATHS.logs}/train/{{arch}}-seed{{seed}}.log",
     benchmark:
-        f"{BENCHMARKS}/train/{{arch}}-seed{{seed}}.tsv"
+        f"{PATHS.benchmarks}/train/{{arch}}-seed{{seed}}.tsv"
     priority: 2  # long jobs first, so short attack jobs fill the tail of the run
     conda:
         CONDA_ENV
@@ -17,9 +17,9 @@ rule train:
         gpu=GPUS,
     params:
         width=lambda w: config["archs"][w.arch]["width"],
-        cfg=lambda w: train_params(w.arch),
-        init=lambda w: start_of(w.arch, w.seed),
+        cfg=lambda w: PLAN.train_params(w.arch),
+        init=lambda w: PLAN.start_of(w.arch, w.seed),
         device=config["device"],
-        code=lambda w: code_hash("train", **merged(model_uses(w.arch))),
+        code=lambda w: PLAN.code("train", PLAN.model_uses(w.arch)),
     script:
         "../scripts/train.py"

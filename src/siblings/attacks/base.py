@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from siblings.engine import fixed_forward
+from siblings.knobs import BOOLEAN, Knob, declared, integer, knob, per_device
 from siblings.registry import Registry
 
 
@@ -88,6 +90,10 @@ def fooled(logits: torch.Tensor, y: torch.Tensor, targeted: bool) -> torch.Tenso
 
 # --- the black box -------------------------------------------------------------------------
 
+# Images per forward and backward of every computation that decides an attack's outcome:
+# one fixed shape (siblings.engine.fixed_forward), whatever the batch or the active images.
+CHUNK = 50
+
 class BlackBox:
     """The target as a query attacker sees it: scores for the images it is sent, no gradient.
 
@@ -96,11 +102,11 @@ class BlackBox:
     exceed its budget by accident.
     """
 
-    def __init__(self, model: nn.Module, n_images: int, budget: int,
-                 batch_size: int | None = None, device: torch.device | str = "cpu") -> None:
+    def __init__(self, model: nn.Module, n_images: int, budget: int, chunk: int = CHUNK,
+                 device: torch.device | str = "cpu") -> None:
         self.model = model.eval()
         self.budget = budget
-        self.batch_size = batch_size
+        self.chunk = chunk
         self.queries = torch.zeros(n_images, dtype=torch.long, device=device)
 
     def remaining(self, owner: torch.Tensor) -> torch.Tensor:
@@ -108,22 +114,14 @@ class BlackBox:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
-        """The scores of ``x``, sent to the model in chunks of at most ``batch_size`` images
-        (None: all at once; chunks only bound memory, every image still counts)."""
+        """The scores of ``x``, computed on chunks of exactly ``chunk`` images (padding is
+        free: only the images sent count), so an image's scores do not depend on the batch
+        it came in."""
         spent = self.queries.index_add(0, owner, torch.ones_like(owner))
         if (spent > self.budget).any():
             raise RuntimeError("query budget exceeded: the attack must stop an image first")
         self.queries = spent
-        size = self.batch_size or len(x)
-        return torch.cat([self._forward(x[i:i + size]) for i in range(0, len(x), size)])
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's scores; a lone image is sent twice (free: one query) because on the
-        CPU a batch of one takes another convolution kernel whose last digits differ, and
-        finite differences at sigma 1e-4 turn that into a different attack path."""
-        if len(x) == 1:
-            return self.model(torch.cat([x, x]))[:1]
-        return self.model(x)
+        return fixed_forward(self.model, x, self.chunk)
 
 
 # --- per-image random streams ---------------------------------------------------------------
@@ -146,11 +144,31 @@ def default_ids(ids: torch.Tensor | None, n: int) -> torch.Tensor:
 
 @dataclass
 class Attack(ABC):
-    """Base of every attack. Subclasses set ``needs_source`` and implement ``__call__``."""
+    """Base of every attack. Subclasses set ``needs_source`` and implement ``__call__``.
 
-    targeted: bool = False
+    Its config knobs are its fields declared with :func:`siblings.knobs.knob`; ``norms``
+    are the norms it implements; ``ignores`` names inherited knobs that mean nothing to it
+    (refused in its config entry); ``entry_knobs`` are keys of its config entry that the
+    stage reads rather than the attack (P-RGF's ``baseline``)."""
+
+    targeted: bool = knob(False, "aim at a seeded random other class instead of any wrong "
+                                 "one", BOOLEAN)
+    seed: int = knob(0, "seeds the image set and every random draw of the attack", integer(0))
+    chunk: int = knob(CHUNK, "images per forward and backward pass of the source and the "
+                             "target: every pass runs on exactly this many (the last padded), "
+                             "so an image's result does not depend on the batch it shares; "
+                             "changing it may change results in the last digits",
+                      per_device(integer(1)))
     needs_source: ClassVar[bool] = True
     is_query: ClassVar[bool] = False
+    norms: ClassVar[tuple[str, ...]] = ("linf", "l2")
+    ignores: ClassVar[tuple[str, ...]] = ()
+    entry_knobs: ClassVar[dict[str, Knob]] = {}
+
+    @classmethod
+    def knobs(cls) -> dict[str, Knob]:
+        """The knobs the attack itself takes."""
+        return {k: v for k, v in declared(cls).items() if k not in cls.ignores}
 
     def objective(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-image loss the attack ascends (hook): cross-entropy of the true class, or

@@ -8,34 +8,76 @@ attacks every image's queries at success (the curves).
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from siblings.attacks.base import ATTACKS, Attack, AttackResult, Budget
-from siblings.engine import predict
+from siblings.attacks.base import ATTACKS, CHUNK, Attack, AttackResult, Budget
+from siblings.engine import eval_mode, fixed_forward
+from siblings.knobs import STRING, Knob, integer, names, number, one_of, per_device
 from siblings.logs import log
 
 
+# The keys of every attack's config entry, which the stage reads rather than the attack.
+ENTRY_KNOBS = {
+    "method": Knob(STRING, "the registered attack method", required=True),
+    "eps": Knob({**names(), "items": number(above=0)}, "radii in pixel units; L-inf radii lie "
+                "in (0, 1]", required=True),
+    "n_examples": Knob(integer(1), "seeded test images the target classifies correctly", 500),
+    "batch_size": Knob(per_device(integer(1)), "images per attack call", 250),
+}
+# ... of an attack that takes a source (transfer attacks, P-RGF's prior).
+SOURCE_KNOBS = {
+    "roles": Knob(names(), "source roles it attacks from (default: source_roles)"),
+    "siblings": Knob(names(), "compression ids the sibling and defended roles attack from "
+                     "(default: all)"),
+    "defenses": Knob(names(), "defense ids the defended and adaptive roles attack from "
+                     "(default: all)"),
+}
+# ... of a query attack.
+QUERY_KNOBS = {
+    "queries": Knob(integer(1), "hard budget of target queries per image", required=True),
+}
+
+
+def norm_knob(cls: type[Attack]) -> Knob:
+    return Knob(one_of(*cls.norms), "the norm of the ball", "linf")
+
+
+def own_knobs(cls: type[Attack]) -> dict[str, Knob]:
+    """The keys of ``cls``'s entry beyond those of every attack of its kind."""
+    return {"norm": norm_knob(cls)} | cls.entry_knobs | cls.knobs()
+
+
+def entry_knobs(cls: type[Attack]) -> dict[str, Knob]:
+    """Every key of a config entry for attack class ``cls``."""
+    return (ENTRY_KNOBS | (SOURCE_KNOBS if cls.needs_source else {})
+            | (QUERY_KNOBS if cls.is_query else {}) | own_knobs(cls))
+
+
 def build(params: dict) -> Attack:
-    """The attack a config entry describes: its method's class with the knobs it defines."""
+    """The attack a validated config entry describes. A key that is neither the attack's
+    knob nor its entry's is an error, never silently dropped."""
     cls = ATTACKS.get(params["method"])
-    fields = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in params.items() if k in fields})
+    unknown = set(params) - set(entry_knobs(cls))
+    if unknown:
+        raise ValueError(f"attack method '{params['method']}' takes no {sorted(unknown)}")
+    return cls(**{k: v for k, v in params.items() if k in cls.knobs()})
 
 
 def attack_set(target: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n: int,
-               seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+               seed: int, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` test images, in a seeded order, that the target classifies correctly
-    (the same for every source). Scored in chunks until ``n`` are found: every attack job
-    would otherwise classify the whole test set."""
+    (the same for every source), scored on the attack's fixed ``chunk`` shape. Scored in
+    steps until ``n`` are found: every attack job would otherwise classify the whole test
+    set."""
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     found: list[torch.Tensor] = []
     for start in range(0, len(order), 2 * n):
         idx = order[start:start + 2 * n]
-        found.append(idx[(predict(target, x[idx]) == y[idx]).cpu()])
+        with torch.no_grad(), eval_mode(target):
+            pred = fixed_forward(target, x[idx], chunk).argmax(1)
+        found.append(idx[(pred == y[idx]).cpu()])
         if sum(len(f) for f in found) >= n:
             break
     chosen = torch.cat(found)[:n]

@@ -18,7 +18,9 @@ from torch import nn
 
 from siblings.attacks.base import (ATTACKS, NORMS, Attack, AttackResult, BlackBox, Budget,
                                    default_ids, fooled, image_streams)
+from siblings.engine import fixed_input_gradient
 from siblings.gradients import margin
+from siblings.knobs import STRING, Knob, integer, knob, number
 from siblings.logs import log
 
 PROGRESS_SECONDS = 30
@@ -74,9 +76,8 @@ class _Run:
 class QueryAttack(Attack):
     """Shared loop: evaluate the start, then iterate while any image is active."""
 
-    seed: int = 0
-    max_iterations: int | None = None  # a step cap on top of the query budget
-    query_batch: int | None = None  # most images per forward pass of the target (None: all)
+    max_iterations: int | None = knob(None, "at most this many steps per image (null: the "
+                                            "budget decides)", integer(1, nullable=True))
     is_query = True
 
     def _going(self, run: _Run, budget: Budget, iteration: int) -> bool:
@@ -123,7 +124,7 @@ class QueryAttack(Attack):
     def _begin(self, target: nn.Module, x: torch.Tensor, y: torch.Tensor, budget: Budget,
                start: torch.Tensor, streams: list[torch.Generator]) -> tuple[_Run, BlackBox]:
         """Scores the start, one query per image."""
-        box = BlackBox(target, len(y), budget.queries, self.query_batch, x.device)
+        box = BlackBox(target, len(y), budget.queries, self.chunk, x.device)
         run = self._new_run(x, y, start, streams)
         every = torch.arange(len(y), device=x.device)
         loss, ok = self._margin(box, run.x_adv, every, y)
@@ -156,10 +157,13 @@ class PRGF(QueryAttack):
     the new point, + ``norm_probes`` at a norm iteration, + 2 at a sigma check, + retries.
     """
 
-    samples: int = 50
-    sigma: float = 1e-4
-    step_size: float = 0.01
-    norm_probes: int = 10
+    samples: int = knob(50, "random directions per gradient estimate", integer(1))
+    sigma: float = knob(1e-4, "finite-difference step along RMS-1 directions", number(above=0))
+    step_size: float = knob(0.01, "step length", number(above=0))
+    norm_probes: int = knob(10, "random probes of the gradient-norm estimate, sent at "
+                                "iterations 0, 3 and every 10th", integer(1))
+    entry_knobs = {"baseline": Knob(STRING, "the no-prior query attack (an attack id of this "
+                                            "config) its query reduction is measured against")}
     norm_every: int = 10
     norm_also_at: int = 3
     sigma_check_every: int = 2
@@ -187,8 +191,8 @@ class PRGF(QueryAttack):
         """The direction in which the source's margin falls fastest, RMS 1 (hook)."""
         if source is None:
             return None
-        x = x.detach().requires_grad_(True)
-        grad = torch.autograd.grad(margin(source(x), y, self.targeted).sum(), x)[0]
+        grad = fixed_input_gradient(source, x, y, lambda out, y_: margin(out, y_, self.targeted),
+                                    self.chunk)
         return _rms_one(-grad)
 
     def _differences(self, box: BlackBox, run: _Run, idx: torch.Tensor,
@@ -318,6 +322,8 @@ class RGF(PRGF):
     iteration samples ``samples`` random directions. Queries per iteration: samples + 1."""
 
     needs_source = False
+    ignores = ("norm_probes",)
+    entry_knobs = {}
 
     def _cost(self, iteration: int, run: _Run, idx: torch.Tensor) -> torch.Tensor | int:
         return 2 * self._sigma_checked(run, idx, iteration).long() + self.samples + 1
@@ -339,8 +345,10 @@ class Square(QueryAttack):
     iteration.
     """
 
-    p_init: float = 0.05
+    p_init: float = knob(0.05, "initial fraction of the image's pixels per square",
+                         number(above=0, maximum=1))
     needs_source = False
+    norms = ("linf",)
 
     def _side(self, iteration: int, budget: int, h: int, w: int) -> int:
         """The square's side: the reference's schedule of its share ``p`` of the image,
@@ -371,8 +379,8 @@ class Square(QueryAttack):
 
     def __call__(self, source: nn.Module | None, target: nn.Module, x: torch.Tensor,
                  y: torch.Tensor, budget: Budget, ids: torch.Tensor | None = None) -> AttackResult:
-        if budget.norm != "linf":
-            raise ValueError("square: only the linf norm is implemented")
+        if budget.norm not in self.norms:
+            raise ValueError(f"square: only the {', '.join(self.norms)} norm is implemented")
         streams = self._streams(ids, len(y))
         c, h, w = x.shape[1:]
         stripes = torch.stack([torch.randint(0, 2, (c, 1, w), generator=g) for g in streams])

@@ -13,6 +13,8 @@ from torch import nn
 
 from siblings.attacks.base import (ATTACKS, NORMS, Attack, AttackResult, Budget, default_ids,
                                    fooled, image_streams)
+from siblings.engine import eval_mode, fixed_forward, fixed_input_gradient
+from siblings.knobs import BOOLEAN, integer, knob, number
 
 
 @dataclass
@@ -21,14 +23,12 @@ class IterativeAttack(Attack):
     direction of the source's loss, each projected back into the ball (from a random point
     of the ball if ``random_start``)."""
 
-    steps: int = 10
-    step_size_factor: float = 2.5
-    random_start: bool = False
-    seed: int = 0
+    steps: int = knob(10, "iterations on the source", integer(1))
+    step_size_factor: float = knob(2.5, "each step is factor * eps / steps", number(above=0))
+    random_start: bool = knob(False, "start from a random point of the ball", BOOLEAN)
 
     def gradient(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x = x.detach().requires_grad_(True)
-        return torch.autograd.grad(self.objective(model(x), y).sum(), x)[0]
+        return fixed_input_gradient(model, x, y, self.objective, self.chunk)
 
     def update(self, x_adv: torch.Tensor, grad: torch.Tensor, step_size: float, norm: str,
                state: dict) -> torch.Tensor:
@@ -49,25 +49,27 @@ class IterativeAttack(Attack):
 
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 budget: Budget, ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Adversarial images for ``model`` within ``budget`` of ``x``."""
+        """Adversarial images for ``model`` within ``budget`` of ``x``. The model runs in
+        eval mode (batch norm on its running statistics) and is handed back in the mode it
+        came in."""
         if budget.eps == 0:
             return x.clone()
-        model.eval()
-        x_adv = self._start(x, budget, ids)
-        step_size = self.step_size_factor * budget.eps / self.steps
-        state: dict = {}
-        for _ in range(self.steps):
-            grad = self.gradient(model, x_adv, y)
-            x_adv = self.project(self.update(x_adv.detach(), grad, step_size, budget.norm, state),
-                                 x, budget)
+        with eval_mode(model):
+            x_adv = self._start(x, budget, ids)
+            step_size = self.step_size_factor * budget.eps / self.steps
+            state: dict = {}
+            for _ in range(self.steps):
+                grad = self.gradient(model, x_adv, y)
+                x_adv = self.project(self.update(x_adv.detach(), grad, step_size, budget.norm,
+                                                 state), x, budget)
         return x_adv.detach()
 
     def __call__(self, source: nn.Module, target: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  budget: Budget, ids: torch.Tensor | None = None) -> AttackResult:
         x_adv = self.perturb(source, x, y, budget, ids)
-        with torch.no_grad():
-            success = fooled(target.eval()(x_adv), y, self.targeted)
-            source_success = fooled(source(x_adv), y, self.targeted)
+        with torch.no_grad(), eval_mode(target, source):
+            success = fooled(fixed_forward(target, x_adv, self.chunk), y, self.targeted)
+            source_success = fooled(fixed_forward(source, x_adv, self.chunk), y, self.targeted)
         return AttackResult(x_adv, success, torch.ones(len(y), dtype=torch.long, device=y.device),
                             source_success)
 
@@ -83,7 +85,7 @@ class MIFGSM(IterativeAttack):
     """Momentum iterative FGSM (Dong et al., 2018): steps follow an accumulated,
     L1-normalised gradient, which transfers better than the raw one."""
 
-    decay: float = 1.0
+    decay: float = knob(1.0, "momentum decay", number(0))
 
     def update(self, x_adv: torch.Tensor, grad: torch.Tensor, step_size: float, norm: str,
                state: dict) -> torch.Tensor:

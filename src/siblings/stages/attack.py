@@ -26,14 +26,14 @@ def run(data: str, target_path: str, role: str, sources: list[dict], out: str, a
     path None for no-prior query attacks) against the full target at every eps of its config
     entry. One job per role: the data, the target and the attack images are loaded once, and
     the seconds of imports a job starts with are paid once, not per source. Knobs given per
-    device (``batch_size``, ``query_batch``) take the stage's device's value."""
+    device (``batch_size``, ``chunk``) take the stage's device's value."""
     with stage(log_file, threads, params["seed"], device, data) as env:
         params = {k: for_device(v, env.device) for k, v in params.items()}
         splits = env.splits
         target, target_card = load_model(target_path, env.device)
         attack = build(params)
         x, y = attack_set(target, splits.images("test"), splits.labels("test"),
-                          params["n_examples"], params["seed"])
+                          params["n_examples"], params["seed"], attack.chunk)
         labels = (target_classes(y, target_card.spec.num_classes, params["seed"])
                   if params["targeted"] else y)
         rows = []

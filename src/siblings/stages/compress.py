@@ -8,7 +8,7 @@ from siblings.artifacts import save_tensors
 from siblings.cards import ModelCard, Parent
 from siblings.checkpoints import load_model
 from siblings.compress import COMPRESSIONS, Job
-from siblings.engine import percent_equal, predict
+from siblings.engine import n_equal, percent, percent_equal, predict
 from siblings.logs import log
 from siblings.measure import measure
 from siblings.models import count_parameters
@@ -36,7 +36,8 @@ def run(data: str, full: str, out: str, compression_id: str, params: dict, seed:
         measured = method.fit(model, Job(splits, params, seed, teacher))
         seconds = time.time() - start
         pred = predict(model, x_test)
-        acc = percent_equal(pred, y_test)
+        correct = n_equal(pred, y_test)
+        acc = percent(correct, len(y_test))
         agree = percent_equal(pred, full_pred)
         product = measure(method.deploy(model.cpu(), params), x_test.cpu(), y_test.cpu(),
                           reference=pred.cpu())
@@ -44,10 +45,10 @@ def run(data: str, full: str, out: str, compression_id: str, params: dict, seed:
                  "deployed as %s: %s", full_card.spec.arch, compression_id, acc,
                  full_card.test_accuracy, agree, product["runtime"], product)
         card = ModelCard(
-            kind="sibling", spec=full_card.spec, seed=seed, test_accuracy=acc,
+            kind="sibling", spec=full_card.spec, seed=seed, n_correct=correct,
             n_test=len(y_test), parameters=count_parameters(model), seconds=seconds,
             code_version=code_version, device=env.device_name, product=product,
-            parent=Parent(str(full), full_card.test_accuracy, full_card.code_version),
+            parent=Parent(str(full), full_card.n_correct, full_card.code_version),
             compression_id=compression_id, compression=params, family=method.family,
             structure=structure, agreement_with_full=agree, measured=measured)
         save_tensors(out, model.state_dict(), card.to_dict())

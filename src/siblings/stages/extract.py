@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from siblings.artifacts import save_tensors
 from siblings.checkpoints import load_model
-from siblings.engine import percent_equal, predict
+from siblings.engine import n_equal, percent, percent_equal, predict, within_points
 from siblings.extract import distil_until_close
 from siblings.logs import log
 from siblings.cards import ModelCard, Parent
@@ -37,14 +37,15 @@ def run(data: str, victim: str, out: str, params: dict, seed: int, code_version:
         surrogate = create_model(replace(victim_card.spec, pretrained=False))
         surrogate.to(env.device)
         start = time.time()
-        spent, calib_acc, goal = distil_until_close(
-            surrogate, model, splits.images("train"), splits.images("calib"),
-            splits.labels("calib"), params, seed)
+        x_cal, y_cal = splits.images("calib"), splits.labels("calib")
+        spent, calib_correct, goal = distil_until_close(
+            surrogate, model, splits.images("train"), x_cal, y_cal, params, seed)
         seconds = time.time() - start
-        failed = calib_acc < goal - params["within"]
+        failed = not within_points(goal - calib_correct, len(y_cal), params["within"])
         x_test, y_test = splits.images("test"), splits.labels("test")
         pred = predict(surrogate, x_test)
-        acc = percent_equal(pred, y_test)
+        correct = n_equal(pred, y_test)
+        acc = percent(correct, len(y_test))
         agree = percent_equal(pred, predict(model, x_test))
         log.info("surrogate of %s %s%s: accuracy %.2f%% (the sibling's %.2f%%), agrees with "
                  "it on %.2f%% of test images; %.2f epochs, %.0f s%s", victim_card.spec.arch,
@@ -53,13 +54,15 @@ def run(data: str, victim: str, out: str, params: dict, seed: int, code_version:
                  acc, victim_card.test_accuracy, agree, spent, seconds,
                  f"; FAILED to come within {params['within']} points" if failed else "")
         card = ModelCard(
-            kind="extracted", spec=surrogate.spec, seed=seed, test_accuracy=acc,
+            kind="extracted", spec=surrogate.spec, seed=seed, n_correct=correct,
             n_test=len(y_test), parameters=count_parameters(surrogate), seconds=seconds,
             code_version=code_version, device=env.device_name, settings=params,
-            parent=Parent(str(victim), victim_card.test_accuracy, victim_card.code_version),
+            parent=Parent(str(victim), victim_card.n_correct, victim_card.code_version),
             compression_id=victim_card.compression_id, family=victim_card.family,
-            defense_id=victim_card.defense_id, accuracy_cost=victim_card.test_accuracy - acc,
+            defense_id=victim_card.defense_id,
+            accuracy_cost=percent(victim_card.n_correct - correct, len(y_test)),
             failed=failed,
             measured={"agreement_with_victim": agree, "epochs": spent,
-                      "calib_accuracy": calib_acc, "victim_calib_accuracy": goal})
+                      "calib_accuracy": percent(calib_correct, len(y_cal)),
+                      "victim_calib_accuracy": percent(goal, len(y_cal))})
         save_tensors(out, surrogate.state_dict(), card.to_dict())

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator
 
+import siblings.extensions  # noqa: F401  (registers the user's own components)
 from siblings.artifacts import CorruptArtifactError
 from siblings.logs import log, log_to
 

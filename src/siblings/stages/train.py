@@ -6,7 +6,7 @@ import time
 
 from siblings.artifacts import save_tensors
 from siblings.checkpoints import Start, starting_model
-from siblings.engine import accuracy
+from siblings.engine import n_correct, percent
 from siblings.cards import ModelCard
 from siblings.logs import log
 from siblings.measure import float_deployment, measure
@@ -33,13 +33,14 @@ def run(data: str, out: str, arch: str, width: float, seed: int, params: dict,
                 f"train {arch}")
         seconds = time.time() - start
         x_test, y_test = splits.images("test"), splits.labels("test")
-        acc = accuracy(model, x_test, y_test)
+        correct = n_correct(model, x_test, y_test)
+        acc = percent(correct, len(y_test))
         product = measure(float_deployment(model.cpu()), x_test.cpu(), y_test.cpu(),
                           reference=None)
         log.info("%s seed %d: test accuracy %.2f%% after %.0f s; %s", arch, seed, acc, seconds,
                  product)
         card = ModelCard(
-            kind="full", spec=model.spec, seed=seed, test_accuracy=acc, n_test=len(y_test),
+            kind="full", spec=model.spec, seed=seed, n_correct=correct, n_test=len(y_test),
             parameters=count_parameters(model), seconds=seconds, code_version=code_version,
             device=env.device_name, product=product, settings=params, start=init)
         save_tensors(out, model.state_dict(), card.to_dict())
