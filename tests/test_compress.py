@@ -127,6 +127,16 @@ def test_bad_compression_parameters_name_the_key(case):
         validate(cfg)
 
 
+def test_a_knob_that_does_not_apply_is_absent_and_the_method_runs_without_it(trained, blobs):
+    """range_search does not apply with the histogram observer: the validated entry leaves
+    it out, and calibration runs without it."""
+    params = entry("compressions", {"method": "ptq", "weight_bits": 6, "act_bits": 6,
+                                    "observer": "histogram"})
+    assert "range_search" not in params
+    model, measured = compressed(trained, blobs, params)
+    assert measured == {"calibration_images": 100} and accuracy_on_blobs(model, blobs) > 0.7
+
+
 def test_an_architecture_pytorch_cannot_convert_to_int8_is_flagged_not_dropped(
         trained, blobs, monkeypatch):
     model = load_copy(trained)

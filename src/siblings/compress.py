@@ -123,7 +123,7 @@ def _calibrate(model: SiblingNet, job: Job) -> dict:
     calibrate(model, x)
     if job.params["bias_correction"]:
         correct_bias(model.backbone, fold(job.full.backbone), model.preprocess(x[:REFINE_IMAGES]))
-    if job.params["range_search"]:
+    if job.params.get("range_search"):  # absent where the observer cannot take it
         search_ranges(model, x[:REFINE_IMAGES], logits(job.full, x[:REFINE_IMAGES]))
     return {"calibration_images": len(x)}
 
